@@ -55,8 +55,6 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# The profiler that measures CPU memory would otherwise log every start and stop.
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 BENCHMARKS_DIRECTORY = Path(__file__).resolve().parent
 REPOSITORY_ROOT = BENCHMARKS_DIRECTORY.parent

@@ -9,16 +9,38 @@ Teacher-forced multi-token KL divergence: a better measure of model damage for h
 - `TeacherForcedKLSettings`: its settings, the `[scorer.TeacherForcedKL]` table.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from .adapters.scorer import TeacherForcedKL
-from .engine import KLMeasurement, TeacherForcedKLEngine
-from .settings import ReferenceStorage, TeacherForcedKLSettings
+if TYPE_CHECKING:
+    from .adapters.scorer import TeacherForcedKL
+    from .engine import KLMeasurement, TeacherForcedKLEngine
+    from .settings import ReferenceStorage, TeacherForcedKLSettings
 
 try:
     __version__ = version("heretic-teacher-forced-kl")
 except PackageNotFoundError:
     __version__ = "0.0.0"
+
+# The public names are imported on first use, so that the command line can
+# reject bad input before torch and heretic's model code are loaded.
+_PUBLIC_NAMES = {
+    "KLMeasurement": ".engine",
+    "ReferenceStorage": ".settings",
+    "TeacherForcedKL": ".adapters.scorer",
+    "TeacherForcedKLEngine": ".engine",
+    "TeacherForcedKLSettings": ".settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC_NAMES:
+        value = getattr(import_module(_PUBLIC_NAMES[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "KLMeasurement",

@@ -159,7 +159,9 @@ def non_interactive_select(message: str, choices: list[Any]) -> Any:
     raise LauncherError(f"--non-interactive: heretic asked {message!r}, which needs a terminal.")
 
 
-def current_scorers(heretic_arguments: list[str], config: dict[str, Any]) -> list[dict[str, Any]]:
+def current_scorers(
+    heretic_arguments: list[str], config: dict[str, Any], settings_class: type[BaseSettings]
+) -> list[dict[str, Any]]:
     """
     The `scorers` list heretic would use: `--scorers` on the command line,
     `HERETIC_SCORERS`, `config.toml`, or heretic's default, in that order.
@@ -182,9 +184,7 @@ def current_scorers(heretic_arguments: list[str], config: dict[str, Any]) -> lis
             raise LauncherError(f"HERETIC_SCORERS: invalid JSON ({error.msg}).") from None
     if isinstance(config.get("scorers"), list):
         return config["scorers"]
-    from heretic.config import Settings
-
-    default = Settings.model_fields["scorers"].get_default(call_default_factory=True)
+    default = settings_class.model_fields["scorers"].get_default(call_default_factory=True)
     return [dict(entry) if isinstance(entry, dict) else entry.model_dump() for entry in default]
 
 
@@ -255,13 +255,15 @@ def launch_legacy(options: LaunchOptions, config: dict[str, Any]) -> None:
 
 def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> None:
     """Runs heretic with the plugin API, the chosen scorer in place of the built-in KL."""
+    import heretic.main as heretic_main
+
     arguments = options.heretic_arguments
-    scorers = replace_kl_scorer(current_scorers(arguments, config), options.scorer.plugin)
+    scorers = replace_kl_scorer(
+        current_scorers(arguments, config, heretic_main.Settings), options.scorer.plugin
+    )
     # The scorers go first: heretic takes a trailing argument that is not a flag as MODEL.
     arguments = ["--scorers", json.dumps(scorers), *without_option(arguments, "--scorers")]
-
     sys.argv = ["heretic", *arguments]
-    import heretic.main as heretic_main
 
     if options.scorer.plugin == TEACHER_FORCED_KL_PLUGIN:
         # Validate now, before any model is loaded, with the table heretic will see.

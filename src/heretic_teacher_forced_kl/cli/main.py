@@ -10,6 +10,8 @@ The `heretic-kl` console script.
 
 import sys
 
+from rich.markup import escape
+
 from ..console import console
 from .arguments import LauncherError, build_parser, check_model, model_argument, parse_arguments
 from .arguments import read_config_file
@@ -30,7 +32,7 @@ def print_help() -> None:
 
 def fail(message: str) -> int:
     """Prints a one-line error and returns the exit status for bad input."""
-    console.print(f"[red]heretic-kl: error: {message}[/]", soft_wrap=True)
+    console.print(f"[red]heretic-kl: error: {escape(message)}[/]", soft_wrap=True)
     return 2
 
 

@@ -1,0 +1,315 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Copyright (C) 2026  heretic-teacher-forced-kl contributors
+
+"""
+The `heretic-kl` launcher: scorer names, settings precedence, bad input, the
+plugin-API path (against the host double) and real heretic-llm 1.4.0 runs.
+"""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from heretic_teacher_forced_kl import TeacherForcedKL
+from heretic_teacher_forced_kl.cli.arguments import LauncherError, effective_settings
+from heretic_teacher_forced_kl.cli.launch import replace_kl_scorer, settings_with_scorer_table
+from heretic_teacher_forced_kl.cli.registry import (
+    BUILT_IN_KL_PLUGIN,
+    ENTRY_POINT_GROUP,
+    registered_scorers,
+    resolve_scorer,
+)
+
+TESTS_DIRECTORY = Path(__file__).resolve().parent
+PROMPTS_DIRECTORY = TESTS_DIRECTORY.parent / "src" / "heretic_teacher_forced_kl" / "data" / "prompts"
+LAUNCHER = [sys.executable, "-m", "heretic_teacher_forced_kl.cli"]
+KEYWORD_RATE = {"plugin": "heretic.scorers.keyword_rate.KeywordRate", "optimization": "minimize"}
+TEACHER_FORCED_KL_PLUGIN = "heretic_teacher_forced_kl.TeacherForcedKL"
+
+
+def run_launcher(arguments: list[str], directory: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """Runs `heretic-kl` with `arguments` in `directory`, without a terminal."""
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    environment.pop("HERETIC_MODEL", None)
+    return subprocess.run(
+        [*LAUNCHER, *arguments],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        env=environment,
+    )
+
+
+def write_study_config(directory: Path, extra: str = "") -> None:
+    """A heretic config for a fast CPU study with local prompt files."""
+    for name, source in {
+        "good.txt": "harmless_directions.txt",
+        "bad.txt": "harmful_directions.txt",
+        "good-evaluation.txt": "harmless_evaluation.txt",
+        "bad-evaluation.txt": "harmful_evaluation.txt",
+    }.items():
+        lines = (PROMPTS_DIRECTORY / source).read_text().splitlines()
+        (directory / name).write_text("\n".join(lines[:8]) + "\n")
+    (directory / "config.toml").write_text(
+        'device_map = "cpu"\n'
+        'dtypes = ["float32"]\n'
+        "batch_size = 8\n"
+        "max_response_length = 6\n"
+        "n_trials = 3\n"
+        "n_startup_trials = 2\n"
+        "seed = 1\n"
+        'study_checkpoint_dir = "checkpoints"\n'
+        'good_prompts = { dataset = "good.txt" }\n'
+        'bad_prompts = { dataset = "bad.txt" }\n'
+        'good_evaluation_prompts = { dataset = "good-evaluation.txt" }\n'
+        'bad_evaluation_prompts = { dataset = "bad-evaluation.txt" }\n' + extra
+    )
+
+
+def teacher_forced_values(output: str) -> list[float]:
+    """The teacher-forced KL divergence of every evaluation the launcher printed."""
+    return [float(value) for value in re.findall(r"KL divergence \(teacher-forced\): ([-\d.eE+nai]+)", output)]
+
+
+# Scorer names.
+
+
+def test_package_registers_its_scorer_entry_point() -> None:
+    (entry_point,) = entry_points(group=ENTRY_POINT_GROUP, name="teacher-forced-kl")
+    assert entry_point.load() is TeacherForcedKL
+    assert registered_scorers()["teacher-forced-kl"] == TEACHER_FORCED_KL_PLUGIN
+
+
+def test_kl_divergence_names_heretic_built_in_scorer() -> None:
+    choice = resolve_scorer("kl-divergence")
+    assert choice.plugin == BUILT_IN_KL_PLUGIN
+    assert choice.is_built_in_kl
+
+
+def test_unknown_scorer_lists_registered_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown scorer 'first-token'; registered scorers: kl-divergence, teacher-forced-kl"):
+        resolve_scorer("first-token")
+
+
+# Settings precedence.
+
+
+def test_flags_win_over_config_table() -> None:
+    config = {"scorer": {"TeacherForcedKL": {"kl_tokens": 4, "position_weight_decay": 0.5}}}
+    settings, prompts_set = effective_settings(config, {"kl_tokens": 2})
+    assert settings.kl_tokens == 2
+    assert settings.position_weight_decay == 0.5
+    assert prompts_set is False
+
+
+def test_config_table_applies_without_flags() -> None:
+    config = {"scorer": {"TeacherForcedKL": {"kl_tokens": 6, "prompts": {"dataset": "x.txt"}}}}
+    settings, prompts_set = effective_settings(config, {})
+    assert settings.kl_tokens == 6
+    assert settings.prompts.dataset == "x.txt"
+    assert prompts_set is True
+
+
+def test_invalid_config_table_is_a_one_line_error() -> None:
+    with pytest.raises(LauncherError, match=r"config.toml \[scorer.TeacherForcedKL\] kl_tokens"):
+        effective_settings({"scorer": {"TeacherForcedKL": {"kl_tokens": 0}}}, {})
+
+
+# The plugin-API path.
+
+
+def test_chosen_scorer_replaces_built_in_kl_and_keeps_others() -> None:
+    scorers = [KEYWORD_RATE, {"plugin": BUILT_IN_KL_PLUGIN, "optimization": "minimize"}]
+    assert replace_kl_scorer(scorers, TEACHER_FORCED_KL_PLUGIN) == [
+        KEYWORD_RATE,
+        {"plugin": TEACHER_FORCED_KL_PLUGIN, "optimization": "minimize"},
+    ]
+
+
+def test_chosen_scorer_is_appended_when_no_kl_scorer_is_configured() -> None:
+    assert replace_kl_scorer([KEYWORD_RATE], TEACHER_FORCED_KL_PLUGIN) == [
+        KEYWORD_RATE,
+        {"plugin": TEACHER_FORCED_KL_PLUGIN, "optimization": "minimize"},
+    ]
+
+
+def test_built_in_kl_can_replace_teacher_forced_kl() -> None:
+    scorers = [KEYWORD_RATE, {"plugin": TEACHER_FORCED_KL_PLUGIN, "optimization": "none"}]
+    assert replace_kl_scorer(scorers, BUILT_IN_KL_PLUGIN)[1] == {
+        "plugin": BUILT_IN_KL_PLUGIN,
+        "optimization": "none",
+    }
+
+
+def run_plugin_host(arguments: list[str], directory: Path) -> dict[str, Any]:
+    """Runs the launcher against the plugin-API host double and returns what the host saw."""
+    result = subprocess.run(
+        [sys.executable, str(TESTS_DIRECTORY / "launcher_plugin_host_driver.py"), *arguments],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("HOST "))
+    return json.loads(line.removeprefix("HOST "))
+
+
+def test_plugin_host_runs_chosen_scorer_with_flag_settings(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        "n_trials = 7\n[scorer.TeacherForcedKL]\nkl_tokens = 4\nposition_weight_decay = 0.5\n"
+    )
+    host = run_plugin_host(["--kl-tokens", "2", "--n-trials", "5", "some-owner/some-model"], tmp_path)
+    assert host["model"] == "some-owner/some-model"
+    assert host["n_trials"] == 5
+    assert [scorer["plugin"] for scorer in host["scorers"]] == [
+        KEYWORD_RATE["plugin"],
+        TEACHER_FORCED_KL_PLUGIN,
+    ]
+    expected_table = {"kl_tokens": 2, "position_weight_decay": 0.5}
+    assert host["scorer_tables"]["TeacherForcedKL"] == expected_table
+    # The study saves the settings with the table, so a resumed study carries it.
+    assert host["saved_scorer_tables"]["TeacherForcedKL"] == expected_table
+
+
+def test_plugin_host_keeps_configured_scorers_and_their_directions(tmp_path: Path) -> None:
+    scorers = [
+        {"plugin": BUILT_IN_KL_PLUGIN, "optimization": "none"},
+        {"plugin": "my_package.Fluency", "optimization": "maximize"},
+    ]
+    host = run_plugin_host(["--scorers", json.dumps(scorers), "owner/model"], tmp_path)
+    assert [(scorer["plugin"], scorer["optimization"]) for scorer in host["scorers"]] == [
+        (TEACHER_FORCED_KL_PLUGIN, "none"),
+        ("my_package.Fluency", "maximize"),
+    ]
+
+
+def test_plugin_host_can_run_built_in_kl_for_comparison(tmp_path: Path) -> None:
+    host = run_plugin_host(["--scorer", "kl-divergence", "owner/model"], tmp_path)
+    assert BUILT_IN_KL_PLUGIN in [scorer["plugin"] for scorer in host["scorers"]]
+    assert TEACHER_FORCED_KL_PLUGIN not in [scorer["plugin"] for scorer in host["scorers"]]
+
+
+def test_scorer_table_source_merges_below_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(TESTS_DIRECTORY))
+    from doubles.plugin_host_main import Settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["heretic", "--model", "m"])
+    (tmp_path / "config.toml").write_text("[scorer.TeacherForcedKL]\nkl_tokens = 4\nbatch_size = 2\n")
+    patched: type[BaseSettings] = settings_with_scorer_table(Settings, "TeacherForcedKL", {"kl_tokens": 8})
+    settings = patched()
+    assert settings.model_extra["scorer"]["TeacherForcedKL"] == {"kl_tokens": 8, "batch_size": 2}
+
+
+# Bad input: a one-line error and exit status 2 before any model is loaded.
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--scorer", "nonsense", "owner/model"], "--scorer: unknown scorer 'nonsense'; registered scorers:"),
+        (["--kl-tokens", "0", "owner/model"], "--kl-tokens: Input should be greater than or equal to 1 (got 0)"),
+        (["--kl-tokens", "-3", "owner/model"], "--kl-tokens: Input should be greater than or equal to 1 (got -3)"),
+        (["--kl-tokens", "2.5", "owner/model"], "--kl-tokens: expected an integer, got '2.5'"),
+        (["--kl-tokens", "many", "owner/model"], "--kl-tokens: expected an integer, got 'many'"),
+        (["--position-weight-decay", "0", "owner/model"], "--position-weight-decay: Input should be greater than 0"),
+        (["--reference-storage", "disk", "owner/model"], "--reference-storage: Input should be 'auto', 'device' or 'cpu'"),
+        (["./no/such/model"], "MODEL: no model folder at './no/such/model'"),
+        (["--model", "/no/such/model"], "MODEL: no model folder at '/no/such/model'"),
+        (["--scorer", "kl-divergence", "--kl-tokens", "3", "owner/model"], "--kl-tokens: these options configure teacher-forced-kl"),
+    ],
+)
+def test_bad_input_stops_before_loading_a_model(tmp_path: Path, arguments: list[str], message: str) -> None:
+    result = run_launcher(arguments, tmp_path, timeout=120)
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode == 2
+    assert output.startswith("heretic-kl: error: ")
+    assert message in output
+    assert len(output.splitlines()) == 1
+    assert "Loading model" not in output
+
+
+def test_bad_config_table_stops_before_loading_a_model(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("[scorer.TeacherForcedKL]\nkl_tokens = 0\n")
+    result = run_launcher(["owner/model"], tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert "[scorer.TeacherForcedKL] kl_tokens" in result.stdout + result.stderr
+
+
+def test_help_shows_launcher_and_heretic_options(tmp_path: Path) -> None:
+    result = run_launcher(["--help"], tmp_path, timeout=120)
+    assert result.returncode == 0
+    assert "--kl-tokens" in result.stdout
+    assert "--scorer" in result.stdout
+    # heretic's own options follow.
+    assert "--n-trials" in result.stdout
+    assert "--evaluate-model" in result.stdout
+
+
+# Real heretic-llm 1.4.0 runs.
+
+
+@pytest.mark.end_to_end
+def test_study_reports_teacher_forced_kl_for_every_trial(tmp_path: Path, tiny_llama_path: Path) -> None:
+    write_study_config(tmp_path, "\n[scorer.TeacherForcedKL]\nkl_tokens = 5\n")
+    result = run_launcher(["--non-interactive", "--kl-tokens", "3", str(tiny_llama_path)], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    values = teacher_forced_values(output)
+    assert len(values) == 3
+    assert all(math.isfinite(value) and value >= 0 for value in values)
+    # The flag (3 tokens) won over the config table (5 tokens).
+    assert "3 prompts x" not in output
+    assert "x 3 tokens x" in output
+    assert "Pareto front" in output
+
+
+@pytest.mark.end_to_end
+def test_damaged_model_teacher_forced_kl_differs_from_first_token_kl(
+    tmp_path: Path, tiny_llama_path: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    damaged_path = tmp_path / "damaged"
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "mlp.down_proj" in name:
+                parameter.add_(0.5 * parameter.std() * torch.randn(parameter.shape, generator=generator))
+    model.save_pretrained(damaged_path)
+    for file in tiny_llama_path.iterdir():
+        if "token" in file.name or file.name.endswith(".jinja"):
+            (damaged_path / file.name).write_bytes(file.read_bytes())
+
+    write_study_config(tmp_path)
+    evaluate = ["--evaluate-model", str(damaged_path), str(tiny_llama_path)]
+
+    first_token = run_launcher(["--scorer", "kl-divergence", *evaluate], tmp_path)
+    assert first_token.returncode == 0, first_token.stderr[-3000:]
+    (first_token_kl,) = [float(value) for value in re.findall(r"KL divergence: ([\d.]+)", first_token.stdout)]
+
+    single = run_launcher(["--kl-tokens", "1", *evaluate], tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    (single_token_kl,) = teacher_forced_values(single.stdout)
+
+    multiple = run_launcher(["--kl-tokens", "4", *evaluate], tmp_path)
+    assert multiple.returncode == 0, multiple.stderr[-3000:]
+    (multiple_token_kl,) = teacher_forced_values(multiple.stdout)
+
+    assert first_token_kl > 0
+    assert single_token_kl == pytest.approx(first_token_kl, abs=2e-4)
+    assert abs(multiple_token_kl - first_token_kl) > 1e-3
