@@ -189,3 +189,57 @@ def build_tiny_model(
     model.save_pretrained(str(directory))
     generation_config.save_pretrained(str(directory))
     return directory
+
+
+def build_tiny_multimodal_model(directory: Path, seed: int = 0) -> Path:
+    """Build and save a tiny random Gemma 3 image-text-to-text model.
+
+    Its config has a `vision_config`, so heretic loads it with
+    `AutoModelForImageTextToText` and finds its decoder layers under
+    `model.language_model`, as for real multimodal models.
+    """
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+    from transformers.models.gemma3.configuration_gemma3 import Gemma3TextConfig
+    from transformers.models.siglip.configuration_siglip import SiglipVisionConfig
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(directory)
+    vocabulary_size = len(tokenizer)
+    text_config = Gemma3TextConfig(
+        vocab_size=vocabulary_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
+        sliding_window=64,
+        initializer_range=0.3,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    vision_config = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=28,
+        patch_size=14,
+    )
+    config = Gemma3Config(
+        text_config=text_config,
+        vision_config=vision_config,
+        mm_tokens_per_image=4,
+        image_token_index=vocabulary_size - 1,
+        boi_token_index=vocabulary_size - 2,
+        eoi_token_index=vocabulary_size - 3,
+        initializer_range=0.3,
+    )
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
