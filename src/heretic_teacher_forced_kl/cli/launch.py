@@ -159,6 +159,15 @@ def non_interactive_select(message: str, choices: list[Any]) -> Any:
     raise LauncherError(f"--non-interactive: heretic asked {message!r}, which needs a terminal.")
 
 
+def non_interactive_answer(value: Any, question: Any, unsafe: bool = False) -> Any:
+    """
+    Answers heretic master's menus without a terminal: a value set on the command
+    line (such as `--trial-index`) is used as it is; every other question gets the
+    empty answer, which at the trial menu means "Exit program".
+    """
+    return value if value is not None else ""
+
+
 def current_scorers(
     heretic_arguments: list[str], config: dict[str, Any], settings_class: type[BaseSettings]
 ) -> list[dict[str, Any]]:
@@ -272,6 +281,9 @@ def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> None:
             heretic_main.Settings = settings_with_scorer_table(
                 heretic_main.Settings, options.scorer.class_name, options.setting_flags
             )
-    if options.non_interactive and hasattr(heretic_main, "prompt_select"):
-        heretic_main.prompt_select = non_interactive_select
+    if options.non_interactive:
+        if hasattr(heretic_main, "ask_if_unset"):
+            heretic_main.ask_if_unset = non_interactive_answer
+        if hasattr(heretic_main, "prompt_select"):
+            heretic_main.prompt_select = non_interactive_select
     heretic_main.main()
