@@ -15,6 +15,7 @@ Running heretic with the chosen scorer, on either host.
 """
 
 import json
+from collections.abc import Callable
 import os
 import sys
 from typing import Any
@@ -73,10 +74,18 @@ class ConstantSource(PydanticBaseSettingsSource):
         return self.values
 
 
-def settings_without_plugin_tables(settings_class: type[BaseSettings]) -> type[BaseSettings]:
+SourceTransform = Callable[
+    [type[BaseSettings], tuple[PydanticBaseSettingsSource, ...]],
+    tuple[PydanticBaseSettingsSource, ...],
+]
+
+
+def settings_with_sources(
+    settings_class: type[BaseSettings], transform: SourceTransform
+) -> type[BaseSettings]:
     """
-    Returns a subclass of heretic 1.4.0's `Settings` that ignores the plugin tables
-    of `config.toml` (the launcher reads `[scorer.TeacherForcedKL]` itself).
+    Returns a subclass of heretic's `Settings` whose settings sources are
+    `transform(settings class, heretic's own sources)`.
     """
 
     class Settings(settings_class):  # type: ignore[valid-type, misc]
@@ -92,14 +101,28 @@ def settings_without_plugin_tables(settings_class: type[BaseSettings]) -> type[B
             sources = super().settings_customise_sources(
                 settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
             )
-            return tuple(
-                FilteredSource(settings_cls, source, PLUGIN_TABLES)
-                if isinstance(source, TomlConfigSettingsSource)
-                else source
-                for source in sources
-            )
+            return transform(settings_cls, sources)
 
     return Settings
+
+
+def settings_without_plugin_tables(settings_class: type[BaseSettings]) -> type[BaseSettings]:
+    """
+    Returns a subclass of heretic 1.4.0's `Settings` that ignores the plugin tables
+    of `config.toml` (the launcher reads `[scorer.TeacherForcedKL]` itself).
+    """
+
+    def hide_plugin_tables(
+        settings_cls: type[BaseSettings], sources: tuple[PydanticBaseSettingsSource, ...]
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return tuple(
+            FilteredSource(settings_cls, source, PLUGIN_TABLES)
+            if isinstance(source, TomlConfigSettingsSource)
+            else source
+            for source in sources
+        )
+
+    return settings_with_sources(settings_class, hide_plugin_tables)
 
 
 def settings_with_scorer_table(
@@ -107,38 +130,26 @@ def settings_with_scorer_table(
 ) -> type[BaseSettings]:
     """
     Returns a subclass of heretic's `Settings` in which `table` is merged into
-    `[scorer.<class_name>]`, above `config.toml` and below the init values that
-    heretic uses when it resumes a study.
+    `[scorer.<class_name>]`, above `config.toml` and below the command line, the
+    environment and the init values that heretic uses when it resumes a study.
     """
 
-    class Settings(settings_class):  # type: ignore[valid-type, misc]
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources = super().settings_customise_sources(
-                settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
-            )
-            customised = list(sources)
-            position = next(
-                (
-                    index
-                    for index, source in enumerate(customised)
-                    if isinstance(source, TomlConfigSettingsSource)
-                ),
-                len(customised),
-            )
-            customised.insert(
-                position, ConstantSource(settings_cls, {"scorer": {class_name: table}})
-            )
-            return tuple(customised)
+    def add_scorer_table(
+        settings_cls: type[BaseSettings], sources: tuple[PydanticBaseSettingsSource, ...]
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        customised = list(sources)
+        position = next(
+            (
+                index
+                for index, source in enumerate(customised)
+                if isinstance(source, TomlConfigSettingsSource)
+            ),
+            len(customised),
+        )
+        customised.insert(position, ConstantSource(settings_cls, {"scorer": {class_name: table}}))
+        return tuple(customised)
 
-    return Settings
+    return settings_with_sources(settings_class, add_scorer_table)
 
 
 def non_interactive_select(message: str, choices: list[Any]) -> Any:
