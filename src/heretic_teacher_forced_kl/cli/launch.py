@@ -155,7 +155,7 @@ def settings_with_scorer_table(
 def non_interactive_select(message: str, choices: list[Any]) -> Any:
     """
     Answers heretic 1.4.0's menus without a terminal: at the trial menu it prints
-    the Pareto front and chooses "Exit program"; any other question is an error.
+    the Pareto front and chooses "Exit program", which every other menu gets too.
     """
     if message.startswith("Which trial"):
         print()
@@ -167,7 +167,11 @@ def non_interactive_select(message: str, choices: list[Any]) -> Any:
         print()
         print("Non-interactive run: exiting after the study.")
         return ""
-    raise LauncherError(f"--non-interactive: heretic asked {message!r}, which needs a terminal.")
+    print(
+        f"[yellow]Non-interactive run: heretic asks {message!r}; answering "
+        '"Exit program". Run without --non-interactive to answer it.[/]'
+    )
+    return ""
 
 
 def non_interactive_answer(value: Any, question: Any, unsafe: bool = False) -> Any:
