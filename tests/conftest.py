@@ -27,6 +27,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # Tokenizers warns when a process forks after using its thread pool, which
 # happens whenever a test starts heretic in a subprocess.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# OpenMP threads that spin while waiting slow torch down several times over
+# whenever another process shares the two cores of a CI machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TESTS_DIRECTORY = Path(__file__).resolve().parent
 REPOSITORY_ROOT = TESTS_DIRECTORY.parent

@@ -1,0 +1,426 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Copyright (C) 2026  heretic-teacher-forced-kl contributors
+
+"""
+`heretic-kl compare ORIGINAL CANDIDATE`: a damage report of one model against its original.
+
+The original model greedily answers every prompt (through heretic's own prompt
+formatting); the candidate is then teacher-forced on those answers by the same
+engine that scores heretic's trials, and the report of `report.py` is printed,
+and optionally written as JSON and plotted. Only one model is in memory at a
+time, except for an adapter candidate, which is applied to the original itself.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from importlib.resources import files
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, NoReturn
+
+from ..console import console
+from ..console import print as console_print
+from ..report import ComparisonReport, build_report
+from .compare_models import (
+    CompareError,
+    ComparisonPromptModel,
+    ModelSource,
+    adapter_base_matches,
+    adapter_base_name,
+    apply_adapter,
+    check_output_widths,
+    check_tokenizers,
+    check_vocabulary_sizes,
+    load_config,
+    load_model,
+    load_tokenizer,
+    model_device,
+    one_line,
+    output_width,
+    release_memory,
+    resolve_source,
+)
+from .compare_plot import PlotUnavailableError, require_matplotlib, write_plot
+from .compare_render import render_report
+
+#: The bundled prompts used when `--prompts` is not given.
+DEFAULT_PROMPTS = "data/prompts/harmless_evaluation.txt"
+
+#: The default number of reference tokens per prompt: more than the scorer's 3,
+#: since a report is computed once and shows how the damage develops.
+DEFAULT_KL_TOKENS = 16
+
+#: The default number of prompts per forward pass.
+DEFAULT_BATCH_SIZE = 8
+
+#: The dtypes a model can be loaded in ("auto": the dtype it was saved in).
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+#: The split and column used for a dataset ID or folder given without a JSON specification.
+DEFAULT_DATASET_SPLIT = "test[:100]"
+DEFAULT_DATASET_COLUMN = "text"
+
+
+class CompareArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose errors become one-line `CompareError`s."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CompareError(f"compare: {message}.")
+
+
+def default_prompts_path() -> str:
+    """The path of the bundled default prompt file."""
+    return str(files("heretic_teacher_forced_kl").joinpath(DEFAULT_PROMPTS))
+
+
+def default_system_prompt() -> str:
+    """heretic's own default system prompt."""
+    from heretic.config import Settings
+
+    return str(Settings.model_fields["system_prompt"].default)
+
+
+def build_parser() -> CompareArgumentParser:
+    """The parser of `heretic-kl compare`."""
+    parser = CompareArgumentParser(
+        prog="heretic-kl compare",
+        allow_abbrev=False,
+        description=(
+            "Reports how far CANDIDATE's next-token distributions are from ORIGINAL's, "
+            "teacher-forced on ORIGINAL's own greedy answers: mean KL divergence with its "
+            "standard error, percentiles, KL by position, first-token KL, top-1 agreement, "
+            "the change in the reference's log-likelihood and KL by the original's confidence."
+        ),
+    )
+    parser.add_argument(
+        "original",
+        metavar="ORIGINAL",
+        help="The original model: a folder or a Hugging Face model ID.",
+    )
+    parser.add_argument(
+        "candidate",
+        metavar="CANDIDATE",
+        help=(
+            "The model to compare: a saved model folder, a Hugging Face model ID, or a LoRA "
+            "adapter folder (adapter_config.json) as heretic exports it, applied to ORIGINAL."
+        ),
+    )
+    parser.add_argument(
+        "--prompts",
+        metavar="SPEC",
+        help=(
+            "The prompts: a .txt file (one prompt per line), a dataset ID or folder "
+            f"(split {DEFAULT_DATASET_SPLIT}, column {DEFAULT_DATASET_COLUMN}), or a JSON object "
+            "with the fields of heretic's DatasetSpecification. Default: the bundled "
+            "harmless_evaluation.txt (100 prompts)."
+        ),
+    )
+    parser.add_argument(
+        "--kl-tokens",
+        metavar="N",
+        type=int,
+        default=DEFAULT_KL_TOKENS,
+        help=f"Reference tokens generated and compared per prompt (default {DEFAULT_KL_TOKENS}).",
+    )
+    parser.add_argument(
+        "--batch-size",
+        metavar="N",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=(
+            f"Prompts per forward pass (default {DEFAULT_BATCH_SIZE}); a batch that runs "
+            "out of memory is split."
+        ),
+    )
+    parser.add_argument(
+        "--system-prompt",
+        metavar="TEXT",
+        help="The system prompt (default: heretic's default system prompt).",
+    )
+    parser.add_argument(
+        "--device",
+        metavar="DEVICE_MAP",
+        default="auto",
+        help=(
+            'Where to load the models, as a device map: "auto" (default), "cpu", "cuda", '
+            '"cuda:1", ...'
+        ),
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="auto",
+        help='The dtype to load both models in (default "auto": the dtype each was saved in).',
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="Allow models with custom code from their repository.",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        type=Path,
+        help="Write every number of the report to this JSON file.",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="PATH",
+        type=Path,
+        help="Write a PNG of the mean KL divergence by position (needs the extra `plot`).",
+    )
+    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    return parser
+
+
+def check_options(options: argparse.Namespace) -> None:
+    """Checks every option that can be checked before anything is loaded."""
+    if options.kl_tokens < 1:
+        raise CompareError(f"--kl-tokens: must be at least 1, got {options.kl_tokens}.")
+    if options.batch_size < 1:
+        raise CompareError(f"--batch-size: must be at least 1, got {options.batch_size}.")
+    for flag in ("json", "plot"):
+        path = getattr(options, flag)
+        if path is None:
+            continue
+        path = path.expanduser()
+        setattr(options, flag, path)
+        if not path.resolve().parent.is_dir():
+            raise CompareError(
+                f"--{flag}: the folder of {str(path)!r} does not exist; create it first."
+            )
+    if options.plot is not None:
+        try:
+            require_matplotlib()
+        except PlotUnavailableError as error:
+            raise CompareError(str(error)) from None
+
+
+def prompt_specification(value: str | None) -> Any:
+    """Turns the value of `--prompts` into heretic's `DatasetSpecification`."""
+    from heretic.config import DatasetSpecification
+    from pydantic import ValidationError
+
+    if value is None:
+        return DatasetSpecification(dataset=default_prompts_path())
+    if value.lstrip().startswith("{"):
+        try:
+            fields = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise CompareError(f"--prompts: invalid JSON ({error.msg}).") from None
+        if not isinstance(fields, dict):
+            raise CompareError("--prompts: the JSON value must be an object.")
+        try:
+            return DatasetSpecification.model_validate(fields)
+        except ValidationError as error:
+            details = error.errors()[0]
+            location = ".".join(str(part) for part in details["loc"])
+            raise CompareError(
+                f"--prompts: {location}: {details['msg']}; give the fields of heretic's "
+                "DatasetSpecification (dataset, split, column, prefix, suffix, system_prompt)."
+            ) from None
+    if Path(value).is_file():
+        return DatasetSpecification(dataset=value)
+    if value.endswith((".txt", ".json", ".jsonl", ".csv")):
+        raise CompareError(
+            f"--prompts: no file at {value!r}; give a .txt file with one prompt per line."
+        )
+    return DatasetSpecification(
+        dataset=value, split=DEFAULT_DATASET_SPLIT, column=DEFAULT_DATASET_COLUMN
+    )
+
+
+def load_comparison_prompts(specification: Any, system_prompt: str) -> list[Any]:
+    """Loads the prompts with heretic's own loader, with one-line errors."""
+    from heretic.utils import load_prompts
+
+    try:
+        prompts = load_prompts(SimpleNamespace(system_prompt=system_prompt), specification)  # type: ignore[arg-type]
+    except Exception as error:
+        raise CompareError(
+            f"--prompts: cannot load {specification.dataset!r} ({one_line(error)}); give a .txt "
+            "file, a dataset saved on disk, or a dataset ID with split and column."
+        ) from None
+    if not prompts:
+        raise CompareError(f"--prompts: {specification.dataset!r} holds no prompts.")
+    return prompts
+
+
+def json_safe(value: Any) -> Any:
+    """Replaces NaN and infinities (which JSON lacks) by null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def report_document(
+    report: ComparisonReport,
+    options: argparse.Namespace,
+    specification: Any,
+    prompts: list[Any],
+    references: list[str],
+    candidate: ModelSource,
+    dtypes: dict[str, str],
+) -> dict[str, Any]:
+    """Everything the `--json` file holds: the inputs, the settings and every number."""
+    per_prompt = [
+        {
+            "system": prompt.system,
+            "user": prompt.user,
+            "reference": reference,
+            "counted_tokens": counted,
+            "mean_kl": mean,
+        }
+        for prompt, reference, counted, mean in zip(
+            prompts, references, report.prompt_counted_tokens, report.prompt_mean_kl
+        )
+    ]
+    return json_safe(
+        {
+            "original": options.original,
+            "candidate": options.candidate,
+            "candidate_kind": "adapter" if candidate.is_adapter else "model",
+            "settings": {
+                "prompts": specification.model_dump(),
+                "system_prompt": options.system_prompt,
+                "kl_tokens": options.kl_tokens,
+                "batch_size": options.batch_size,
+                "device": options.device,
+                "dtype": options.dtype,
+                "loaded_dtypes": dtypes,
+                "standard_errors": "standard error of the mean of per-prompt means",
+            },
+            "report": dataclasses.asdict(report),
+            "prompts": per_prompt,
+        }
+    )
+
+
+def decode_references(tokenizer: Any, targets: Any, counted: Any) -> list[str]:
+    """The counted reference tokens of every prompt, as text."""
+    return [
+        tokenizer.decode(row[mask].tolist(), skip_special_tokens=False)
+        for row, mask in zip(targets, counted)
+    ]
+
+
+def run(options: argparse.Namespace) -> None:
+    """Loads the models, measures, and prints and writes the report."""
+    from ..engine import TeacherForcedKLEngine
+    from .compare_progress import ComparisonProgress
+
+    original = resolve_source(options.original, "ORIGINAL")
+    candidate = resolve_source(options.candidate, "CANDIDATE")
+    if original.is_adapter:
+        raise CompareError(
+            f"ORIGINAL: {options.original!r} is a LoRA adapter; give its base model as "
+            "ORIGINAL and the adapter as CANDIDATE."
+        )
+
+    if options.system_prompt is None:
+        options.system_prompt = default_system_prompt()
+    specification = prompt_specification(options.prompts)
+    prompts = load_comparison_prompts(specification, options.system_prompt)
+
+    original_config = load_config(original, options.trust_remote_code)
+    base_name: str | None = None
+    if candidate.is_adapter:
+        base_name = adapter_base_name(candidate)
+        if base_name is not None and not adapter_base_matches(base_name, original, original_config):
+            console_print(
+                f"[yellow]* The adapter names {base_name!r} as its base model, and ORIGINAL is "
+                f"{options.original!r}; comparing anyway (a mismatch in shapes stops the run).[/]",
+                soft_wrap=True,
+            )
+    else:
+        check_vocabulary_sizes(original_config, load_config(candidate, options.trust_remote_code))
+    tokenizer = load_tokenizer(original, options.trust_remote_code)
+    check_tokenizers(tokenizer, candidate, options.trust_remote_code)
+
+    kind = "LoRA adapter" if candidate.is_adapter else "model"
+    console_print(
+        f"Comparing {kind} [bold]{options.candidate}[/] with [bold]{options.original}[/]: "
+        f"[bold]{len(prompts)}[/] prompts, [bold]{options.kl_tokens}[/] reference tokens each"
+    )
+    engine = TeacherForcedKLEngine(
+        kl_tokens=options.kl_tokens, batch_size=options.batch_size, log=console_print
+    )
+    console_print(f"* Loading ORIGINAL [bold]{options.original}[/]...")
+    original_model = load_model(original, options.device, options.dtype, options.trust_remote_code)
+    dtypes = {"original": str(original_model.dtype).removeprefix("torch.")}
+    prompt_model = ComparisonPromptModel(original_model, tokenizer)
+    with ComparisonProgress(len(prompts), enabled=not options.quiet) as progress:
+        with (
+            progress.generation(prompt_model, "Generating the reference"),
+            progress.forward_passes(original_model, "Scoring ORIGINAL"),
+        ):
+            engine.build_reference(prompt_model, prompts)
+    original_width = output_width(original_model)
+    device = model_device(original_model)
+    del prompt_model
+
+    if candidate.is_adapter:
+        console_print(f"* Applying the adapter [bold]{options.candidate}[/] to ORIGINAL...")
+        candidate_model = apply_adapter(original_model, candidate, base_name)
+        del original_model
+    else:
+        # The reference holds everything the report needs from the original model.
+        del original_model
+        release_memory(device)
+        console_print(f"* Loading CANDIDATE [bold]{options.candidate}[/]...")
+        candidate_model = load_model(
+            candidate, options.device, options.dtype, options.trust_remote_code
+        )
+        check_output_widths(original_width, candidate_model)
+    dtypes["candidate"] = str(candidate_model.dtype).removeprefix("torch.")
+
+    with ComparisonProgress(len(prompts), enabled=not options.quiet) as progress:
+        with progress.forward_passes(candidate_model, "Scoring CANDIDATE"):
+            measurement = engine.measure(candidate_model, details=True)
+    del candidate_model
+    release_memory(device)
+
+    report = build_report(measurement)
+    console.print()
+    console.print(render_report(report))
+
+    if options.json is not None:
+        references = decode_references(tokenizer, measurement.targets, measurement.counted)
+        document = report_document(
+            report, options, specification, prompts, references, candidate, dtypes
+        )
+        options.json.write_text(
+            json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        console_print(f"* Report written to [bold]{options.json}[/]")
+    if options.plot is not None:
+        write_plot(report, options.plot, f"{options.candidate} against {options.original}")
+        console_print(f"* Plot written to [bold]{options.plot}[/]")
+
+
+def main(arguments: list[str]) -> int:
+    """Runs `heretic-kl compare` and returns the exit status (2 for bad input)."""
+    from .main import fail
+
+    parser = build_parser()
+    try:
+        options = parser.parse_args(arguments)
+        check_options(options)
+        run(options)
+    except CompareError as error:
+        return fail(str(error))
+    except SystemExit as exit_request:
+        # `--help` prints the usage and asks to exit.
+        return int(exit_request.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
