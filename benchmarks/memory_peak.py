@@ -83,8 +83,10 @@ def peak_cpu_bytes(function: Callable[[], Result]) -> tuple[Result, int]:
     return result, peak
 
 
-def peak_cuda_bytes(function: Callable[[], Result], device: torch.device) -> tuple[Result, int]:
-    """Runs `function` and returns its result and the peak bytes it allocated on `device`."""
+def peak_cuda_bytes(
+    function: Callable[[], Result], device: torch.device
+) -> tuple[Result, int]:
+    """Runs `function`; returns its result and the peak bytes it allocated there."""
     synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     start = torch.cuda.memory_allocated(device)
@@ -93,8 +95,10 @@ def peak_cuda_bytes(function: Callable[[], Result], device: torch.device) -> tup
     return result, torch.cuda.max_memory_allocated(device) - start
 
 
-def peak_bytes(function: Callable[[], Result], device: torch.device) -> tuple[Result, int]:
-    """Runs `function` and returns its result and the peak bytes it allocated on `device`."""
+def peak_bytes(
+    function: Callable[[], Result], device: torch.device
+) -> tuple[Result, int]:
+    """Runs `function`; returns its result and the peak bytes it allocated there."""
     if device.type == "cuda":
         return peak_cuda_bytes(function, device)
     return peak_cpu_bytes(function)

@@ -58,7 +58,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 BENCHMARKS_DIRECTORY = Path(__file__).resolve().parent
 REPOSITORY_ROOT = BENCHMARKS_DIRECTORY.parent
-for directory in (BENCHMARKS_DIRECTORY, REPOSITORY_ROOT / "tests", REPOSITORY_ROOT / "scripts"):
+for directory in (
+    BENCHMARKS_DIRECTORY,
+    REPOSITORY_ROOT / "tests",
+    REPOSITORY_ROOT / "scripts",
+):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
 
@@ -95,30 +99,43 @@ class Variant:
     run: Callable[[], float | None] = field(repr=False)
     scored_logit_bytes_per_batch: int = 0
     seconds: list[float] = field(default_factory=list)
+    wall_seconds: list[float] = field(default_factory=list)
     peak_bytes: int = 0
     value: float | None = None
 
     @property
     def median(self) -> float:
-        """The median time of one trial's scoring, in seconds."""
+        """The median time of one trial's scoring on the chosen clock, in seconds."""
         return statistics.median(self.seconds)
+
+    @property
+    def wall_median(self) -> float:
+        """The median wall-clock time of one trial's scoring, in seconds."""
+        return statistics.median(self.wall_seconds)
 
 
 def parse_arguments(arguments: list[str] | None) -> argparse.Namespace:
     """Parses the command line."""
     parser = argparse.ArgumentParser(
-        description="Time heretic's first-token KL, free-running N-token KL, teacher-forced "
-        "N-token KL and a bare forward pass, side by side."
+        description="Time heretic's first-token KL, free-running N-token KL, "
+        "teacher-forced N-token KL and a bare forward pass, side by side."
     )
     parser.add_argument(
         "--model",
         default="smollm2",
         help="A model folder, 'smollm2' (SmolLM2-135M-Instruct, prepared by "
-        "scripts/prepare_smollm2.py) or 'tiny' (a tiny random Llama). Default: smollm2.",
+        "scripts/prepare_smollm2.py) or 'tiny' (a tiny random Llama). "
+        "Default: smollm2.",
     )
-    parser.add_argument("--prompts", type=int, default=64, help="Number of prompts (default 64).")
-    parser.add_argument("--rounds", type=int, default=5, help="Timed rounds (default 5).")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="Default: cpu.")
+    parser.add_argument(
+        "--prompts", type=int, default=64, help="Number of prompts (default 64)."
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="Timed rounds (default 5)."
+    )
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="Default: cpu."
+    )
     parser.add_argument(
         "--dtype",
         choices=["auto", "float32", "bfloat16", "float16"],
@@ -126,7 +143,10 @@ def parse_arguments(arguments: list[str] | None) -> argparse.Namespace:
         help="Model dtype (default: float32 on cpu, bfloat16 on cuda).",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=16, help="Prompts per forward pass (default 16)."
+        "--batch-size",
+        type=int,
+        default=16,
+        help="Prompts per forward pass (default 16).",
     )
     parser.add_argument(
         "--perturbation",
@@ -138,10 +158,20 @@ def parse_arguments(arguments: list[str] | None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=0,
-        help="CPU threads for torch (default 0: torch's own choice). On a machine shared "
-        "with other work, 1 gives far steadier times.",
+        help="CPU threads for torch (default 0: torch's own choice). On a machine "
+        "shared with other work, 1 gives far steadier times.",
     )
-    parser.add_argument("--json", type=Path, default=None, help="Also write the results here.")
+    parser.add_argument(
+        "--clock",
+        choices=["auto", "wall", "cpu"],
+        default="auto",
+        help="What a trial's time is: 'wall' (wall-clock, after synchronizing the "
+        "device) or 'cpu' (CPU seconds of this process, which other processes on a "
+        "shared machine barely disturb). Default auto: cpu on the CPU, wall on CUDA.",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="Also write the results here."
+    )
     parsed = parser.parse_args(arguments)
     if parsed.prompts < 1:
         parser.error("--prompts must be at least 1.")
@@ -151,8 +181,15 @@ def parse_arguments(arguments: list[str] | None) -> argparse.Namespace:
         parser.error("--batch-size must be at least 1.")
     if parsed.threads < 0:
         parser.error("--threads must be 0 (torch's choice) or more.")
+    if parsed.clock == "cpu" and parsed.device == "cuda":
+        parser.error(
+            "--clock cpu does not count the GPU's work; "
+            "use --clock wall with --device cuda."
+        )
     if parsed.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda needs a CUDA device; none is available, use --device cpu.")
+        parser.error(
+            "--device cuda needs a CUDA device; none is available, use --device cpu."
+        )
     return parsed
 
 
@@ -168,7 +205,9 @@ def resolve_model(choice: str, scratch: Path) -> tuple[Path, str]:
         return build_tiny_model(scratch / "tiny-llama", "llama"), "tiny random Llama"
     path = Path(choice).expanduser()
     if not path.is_dir():
-        raise SystemExit(f"--model {choice!r} is not a folder; pass a model folder, smollm2 or tiny.")
+        raise SystemExit(
+            f"--model {choice!r} is not a folder; pass a model folder, smollm2 or tiny."
+        )
     return path, path.name
 
 
@@ -211,7 +250,9 @@ def bundled_prompts(count: int, system_prompt: str) -> list[Prompt]:
     )
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if count > len(lines):
-        raise SystemExit(f"--prompts {count} exceeds the {len(lines)} bundled prompts; pass fewer.")
+        raise SystemExit(
+            f"--prompts {count} exceeds the {len(lines)} bundled prompts; pass fewer."
+        )
     return [Prompt(system=system_prompt, user=line) for line in lines[:count]]
 
 
@@ -228,7 +269,9 @@ def perturb(model: Model, strength: float, seed: int = 0) -> None:
                 parameter.copy_(values / values.norm())
             elif "lora_B" in name:
                 values = torch.randn(parameter.shape, generator=generator)
-                parameter.copy_(strength * values / values.norm() * parameter.shape[0] ** 0.5)
+                parameter.copy_(
+                    strength * values / values.norm() * parameter.shape[0] ** 0.5
+                )
 
 
 @contextmanager
@@ -305,7 +348,7 @@ def free_running_kl(
 def build_variants(
     model: Model, prompts: list[Prompt], batch_size: int, vocabulary: int
 ) -> list[Variant]:
-    """Builds every variant's state from the original model (before the perturbation)."""
+    """Builds every variant's state from the original, unperturbed model."""
     logit_bytes = FLOAT32_BYTES * vocabulary
     variants: list[Variant] = []
 
@@ -313,14 +356,18 @@ def build_variants(
 
     def first_token() -> float:
         log_probs = model.get_logprobs_batched(prompts)
-        return F.kl_div(log_probs, baseline, reduction="batchmean", log_target=True).item()
+        return F.kl_div(
+            log_probs, baseline, reduction="batchmean", log_target=True
+        ).item()
 
     def first_token_without_collection() -> float:
         with heretic_cache_release_without_collection():
             return first_token()
 
     variants.append(
-        Variant("a", "(a) heretic first-token KL", 1, first_token, batch_size * logit_bytes)
+        Variant(
+            "a", "(a) heretic first-token KL", 1, first_token, batch_size * logit_bytes
+        )
     )
     variants.append(
         Variant(
@@ -335,7 +382,9 @@ def build_variants(
     for kl_tokens in FREE_RUNNING_TOKENS:
         reference = free_running_log_probabilities(model, prompts, kl_tokens)
 
-        def free_running(kl_tokens: int = kl_tokens, reference: list = reference) -> float:
+        def free_running(
+            kl_tokens: int = kl_tokens, reference: list = reference
+        ) -> float:
             current = free_running_log_probabilities(model, prompts, kl_tokens)
             return free_running_kl(current, reference)
 
@@ -392,13 +441,17 @@ def build_variants(
     return variants
 
 
-def timed(variant: Variant, device: torch.device) -> float:
-    """Runs `variant` once and returns the wall-clock seconds, device work included."""
+def timed(variant: Variant, device: torch.device) -> tuple[float, float]:
+    """
+    Runs `variant` once and returns the wall-clock seconds (device work
+    included) and the CPU seconds that this process's threads spent.
+    """
     synchronize(device)
-    start = time.perf_counter()
+    wall_start = time.perf_counter()
+    processor_start = time.process_time()
     variant.value = variant.run()
     synchronize(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall_start, time.process_time() - processor_start
 
 
 def find(variants: list[Variant], key: str, kl_tokens: int) -> Variant:
@@ -417,16 +470,21 @@ def target_checks(variants: list[Variant]) -> list[dict[str, Any]]:
         ratio = compared.median / find(variants, key, 1).median
         checks.append(
             {
-                "target": f"(c) N={FIRST_TOKEN_COMPARISON_TOKENS} <= {TARGET_RATIO:.2f} x ({key})",
+                "target": f"(c) N={FIRST_TOKEN_COMPARISON_TOKENS} "
+                f"<= {TARGET_RATIO:.2f} x ({key})",
                 "ratio": ratio,
                 "met": ratio <= TARGET_RATIO,
             }
         )
     for kl_tokens in TEACHER_FORCED_TOKENS:
-        ratio = find(variants, "c", kl_tokens).median / find(variants, "d", kl_tokens).median
+        ratio = (
+            find(variants, "c", kl_tokens).median
+            / find(variants, "d", kl_tokens).median
+        )
         checks.append(
             {
-                "target": f"(c) N={kl_tokens} <= {TARGET_RATIO:.2f} x (d) N={kl_tokens}",
+                "target": f"(c) N={kl_tokens} "
+                f"<= {TARGET_RATIO:.2f} x (d) N={kl_tokens}",
                 "ratio": ratio,
                 "met": ratio <= TARGET_RATIO,
             }
@@ -455,9 +513,9 @@ def results_table(variants: list[Variant]) -> str:
     """The results as a Markdown table."""
     first_token = find(variants, "a", 1)
     lines = [
-        "| variant | median s/trial | min-max s | x (a) | x (d) same N | peak extra MiB "
-        "| scored logits MiB/batch | KL |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | median s/trial | min-max s | wall-clock median s | x (a) "
+        "| x (d) same N | peak extra MiB | scored logits MiB/batch | KL |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for variant in variants:
         versus_floor = "-"
@@ -468,6 +526,7 @@ def results_table(variants: list[Variant]) -> str:
         lines.append(
             f"| {variant.label} | {variant.median:.3f} | "
             f"{min(variant.seconds):.3f}-{max(variant.seconds):.3f} | "
+            f"{variant.wall_median:.3f} | "
             f"{variant.median / first_token.median:.3f} | {versus_floor} | "
             f"{mebibytes(variant.peak_bytes)} | "
             f"{mebibytes(variant.scored_logit_bytes_per_batch)} | {value} |"
@@ -481,6 +540,9 @@ def main(arguments: list[str] | None = None) -> int:
     if parsed.threads:
         torch.set_num_threads(parsed.threads)
     device = torch.device(parsed.device)
+    clock = parsed.clock
+    if clock == "auto":
+        clock = "cpu" if device.type == "cpu" else "wall"
     dtype = parsed.dtype
     if dtype == "auto":
         dtype = "float32" if device.type == "cpu" else "bfloat16"
@@ -503,7 +565,11 @@ def main(arguments: list[str] | None = None) -> int:
     for round_index in range(parsed.rounds):
         shift = round_index % len(variants)
         for variant in variants[shift:] + variants[:shift]:
-            variant.seconds.append(timed(variant, device))
+            wall_seconds, processor_seconds = timed(variant, device)
+            variant.wall_seconds.append(wall_seconds)
+            variant.seconds.append(
+                processor_seconds if clock == "cpu" else wall_seconds
+            )
         print(f"Round {round_index + 1}/{parsed.rounds} done", flush=True)
 
     print("Measuring peak memory ...", flush=True)
@@ -515,7 +581,9 @@ def main(arguments: list[str] | None = None) -> int:
         f"{model_name}, {dtype}, {parsed.device}"
         + (f" ({threads} threads)" if threads is not None else "")
         + f", {parsed.prompts} prompts, batch size {parsed.batch_size}, "
-        f"median of {parsed.rounds} rounds, torch {torch.__version__}"
+        f"median of {parsed.rounds} rounds, "
+        + ("CPU seconds of the process" if clock == "cpu" else "wall-clock seconds")
+        + f", torch {torch.__version__}"
     )
     table = results_table(variants)
     checks = target_checks(variants)
@@ -534,10 +602,15 @@ def main(arguments: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "description": description,
+                    "clock": clock,
                     "command": " ".join(sys.argv),
                     "variants": [
-                        {key: value for key, value in asdict(variant).items() if key != "run"}
-                        | {"median": variant.median}
+                        {
+                            key: value
+                            for key, value in asdict(variant).items()
+                            if key != "run"
+                        }
+                        | {"median": variant.median, "wall_median": variant.wall_median}
                         for variant in variants
                     ],
                     "targets": checks,

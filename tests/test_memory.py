@@ -29,7 +29,10 @@ from heretic_teacher_forced_kl.chunked_divergence import (
     chunked_log_probabilities,
     rows_per_chunk,
 )
-from heretic_teacher_forced_kl.divergence import kl_divergence_per_position, log_probabilities
+from heretic_teacher_forced_kl.divergence import (
+    kl_divergence_per_position,
+    log_probabilities,
+)
 from heretic_teacher_forced_kl.engine import DEVICE_STORAGE_SHARE, storage_device_for
 from heretic_teacher_forced_kl.settings import ReferenceStorage
 
@@ -81,7 +84,9 @@ def engine_for(
 def test_output_layer_sees_only_the_scored_positions(model: Model) -> None:
     shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
 
-    def record(_module: torch.nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+    def record(
+        _module: torch.nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor
+    ) -> None:
         shapes.append((tuple(inputs[0].shape), tuple(output.shape)))
 
     handle = model.model.get_output_embeddings().register_forward_hook(record)
@@ -105,7 +110,7 @@ def test_output_layer_sees_only_the_scored_positions(model: Model) -> None:
 
 
 class PositionCountOnly(torch.nn.Module):
-    """A model whose code accepts `logits_to_keep` only as a count, like older custom code."""
+    """A model that takes `logits_to_keep` only as a count, like older custom code."""
 
     def __init__(self, inner: torch.nn.Module) -> None:
         super().__init__()
@@ -116,7 +121,7 @@ class PositionCountOnly(torch.nn.Module):
         return self.inner.get_input_embeddings()
 
     def __getattr__(self, name: str) -> Any:
-        # Everything but the forward pass (generate, configurations) is the inner model's.
+        # All but the forward pass (generate, configurations) is the inner model's.
         try:
             return super().__getattr__(name)
         except AttributeError:
@@ -125,7 +130,9 @@ class PositionCountOnly(torch.nn.Module):
     def forward(self, **arguments: Any) -> Any:
         if isinstance(arguments.get("logits_to_keep"), torch.Tensor):
             self.position_tensors_refused += 1
-            raise TypeError("slice indices must be integers or None or have an __index__ method")
+            raise TypeError(
+                "slice indices must be integers or None or have an __index__ method"
+            )
         return self.inner(**arguments)
 
 
@@ -171,9 +178,13 @@ def test_on_the_cpu_the_reference_stays_in_cpu_memory(model: Model) -> None:
         assert any("kept in CPU memory" in message for message in messages)
 
 
-def test_reference_storage_decision_on_an_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reference_storage_decision_on_an_accelerator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     free_bytes = 8 * 2**30
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_bytes, 2 * free_bytes))
+    monkeypatch.setattr(
+        torch.cuda, "mem_get_info", lambda device=None: (free_bytes, 2 * free_bytes)
+    )
     fits = int(DEVICE_STORAGE_SHARE * free_bytes)
 
     assert storage_device_for(CUDA, fits, ReferenceStorage.AUTO) == CUDA
@@ -184,13 +195,17 @@ def test_reference_storage_decision_on_an_accelerator(monkeypatch: pytest.Monkey
         assert storage_device_for(CPU, 1, storage) == CPU
 
 
-def test_choose_storage_reports_size_and_streaming(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_choose_storage_reports_size_and_streaming(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     vocabulary = 1000
     prompt_count = 50
     reference_bytes = prompt_count * KL_TOKENS * vocabulary * 4
     # Free memory such that the reference takes more than the device share.
     free_bytes = int(reference_bytes / DEVICE_STORAGE_SHARE) - 1
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_bytes, free_bytes))
+    monkeypatch.setattr(
+        torch.cuda, "mem_get_info", lambda device=None: (free_bytes, free_bytes)
+    )
     messages: list[str] = []
     engine = TeacherForcedKLEngine(kl_tokens=KL_TOKENS, log=messages.append)
     # Only the shape and the device of the log-probabilities are consulted.
@@ -217,7 +232,9 @@ def synthetic_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random logits, a reference and targets of one batch."""
     generator = torch.Generator().manual_seed(0)
-    logits = (3 * torch.randn(prompts_count, positions, vocabulary, generator=generator)).to(dtype)
+    logits = (
+        3 * torch.randn(prompts_count, positions, vocabulary, generator=generator)
+    ).to(dtype)
     reference = log_probabilities(
         logits.float() + torch.randn(logits.shape, generator=generator)
     )
@@ -241,7 +258,9 @@ def test_chunked_kl_equals_the_plain_formula(dtype: torch.dtype) -> None:
     assert result.current_target_log_probabilities is not None
     assert result.reference_target_log_probabilities is not None
     assert result.top1_agreement is not None
-    assert torch.equal(result.current_target_log_probabilities, current.gather(-1, index)[..., 0])
+    assert torch.equal(
+        result.current_target_log_probabilities, current.gather(-1, index)[..., 0]
+    )
     assert torch.equal(
         result.reference_target_log_probabilities, reference.gather(-1, index)[..., 0]
     )
@@ -249,7 +268,9 @@ def test_chunked_kl_equals_the_plain_formula(dtype: torch.dtype) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_kl_step_needs_at_most_three_times_the_scored_logits(dtype: torch.dtype) -> None:
+def test_kl_step_needs_at_most_three_times_the_scored_logits(
+    dtype: torch.dtype,
+) -> None:
     logits, reference, targets = synthetic_batch(4, 8, 32768, dtype)
     scored_logit_bytes = logits.numel() * FLOAT32_BYTES
 
@@ -271,26 +292,35 @@ def test_large_batches_are_processed_in_bounded_chunks() -> None:
         lambda: batch_divergence(logits, reference, chunk_bytes=chunk_bytes)
     )
     # Three chunks at most, plus the per-position results: independent of the batch.
-    assert peak <= 3 * chunk_bytes + 4 * logits.shape[0] * logits.shape[1] * FLOAT32_BYTES
-    assert torch.equal(result.kl, kl_divergence_per_position(reference, log_probabilities(logits)))
+    assert (
+        peak <= 3 * chunk_bytes + 4 * logits.shape[0] * logits.shape[1] * FLOAT32_BYTES
+    )
+    assert torch.equal(
+        result.kl, kl_divergence_per_position(reference, log_probabilities(logits))
+    )
 
 
 # Out of memory inside a batch.
 
 
 class OutOfMemoryAbove:
-    """A forward pre-hook that fails like an exhausted device for batches larger than `limit`."""
+    """A forward pre-hook that fails like a full device for batches over `limit`."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.raised = 0
 
     def __call__(
-        self, _module: torch.nn.Module, _arguments: tuple[Any, ...], keywords: dict[str, Any]
+        self,
+        _module: torch.nn.Module,
+        _arguments: tuple[Any, ...],
+        keywords: dict[str, Any],
     ) -> None:
         if keywords["input_ids"].shape[0] > self.limit:
             self.raised += 1
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 20.00 GiB"
+            )
 
 
 def test_out_of_memory_splits_the_batch_and_keeps_the_score(model: Model) -> None:
@@ -312,7 +342,9 @@ def test_out_of_memory_splits_the_batch_and_keeps_the_score(model: Model) -> Non
     assert split == pytest.approx(unsplit, abs=1e-5)
     assert all(batch.size <= 2 for batch in engine.batches)
     assert sum(batch.size for batch in engine.batches) == len(prompts())
-    assert any("Out of memory with a batch of 7 prompts" in message for message in messages)
+    assert any(
+        "Out of memory with a batch of 7 prompts" in message for message in messages
+    )
     # Later trials keep the split batches and never fail again.
     assert hook.raised == raised_first
     assert again == pytest.approx(split, abs=1e-7)
@@ -330,7 +362,9 @@ def test_out_of_memory_while_building_the_reference(model: Model) -> None:
     assert all(batch.size <= 3 for batch in engine.batches)
     assert all(
         reference.shape[0] == batch.size
-        for batch, reference in zip(engine.batches, engine.reference_log_probabilities, strict=True)
+        for batch, reference in zip(
+            engine.batches, engine.reference_log_probabilities, strict=True
+        )
     )
     assert engine.score(model.model) == 0.0
 
@@ -351,7 +385,9 @@ def test_out_of_memory_with_a_single_prompt_is_raised(model: Model) -> None:
 # Nothing is rebuilt per trial.
 
 
-def test_trials_neither_tokenize_nor_generate(model: Model, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trials_neither_tokenize_nor_generate(
+    model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []
 
     def counting(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
@@ -362,7 +398,9 @@ def test_trials_neither_tokenize_nor_generate(model: Model, monkeypatch: pytest.
         return wrapper
 
     tokenizer_type = type(model.tokenizer)
-    monkeypatch.setattr(tokenizer_type, "__call__", counting("tokenize", tokenizer_type.__call__))
+    monkeypatch.setattr(
+        tokenizer_type, "__call__", counting("tokenize", tokenizer_type.__call__)
+    )
     monkeypatch.setattr(
         tokenizer_type,
         "apply_chat_template",
@@ -375,7 +413,12 @@ def test_trials_neither_tokenize_nor_generate(model: Model, monkeypatch: pytest.
 
     engine = engine_for(model)
     # The patches do see the reference being built.
-    assert {"tokenize", "chat template", "heretic generate", "Hugging Face generate"} <= set(calls)
+    assert {
+        "tokenize",
+        "chat template",
+        "heretic generate",
+        "Hugging Face generate",
+    } <= set(calls)
     calls.clear()
 
     damage(model, strength=0.05)

@@ -105,7 +105,9 @@ def batch_divergence(
         if target_rows is not None:
             chunk_targets = target_rows[start:end].unsqueeze(-1)
             current_target[start:end] = current.gather(-1, chunk_targets).squeeze(-1)
-            reference_target[start:end] = reference.gather(-1, chunk_targets).squeeze(-1)
+            reference_target[start:end] = reference.gather(-1, chunk_targets).squeeze(
+                -1
+            )
             agreement[start:end] = current.argmax(dim=-1) == chunk_targets.squeeze(-1)
         # exp(reference) * (reference - current), as torch.kl_div computes it with
         # log_target=True, with the difference written over `current`.

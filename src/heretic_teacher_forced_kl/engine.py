@@ -22,7 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .chunked_divergence import BatchDivergence, batch_divergence, chunked_log_probabilities
+from .chunked_divergence import (
+    BatchDivergence,
+    batch_divergence,
+    chunked_log_probabilities,
+)
 from .console import print as console_print
 from .divergence import masked_position_means, masked_weighted_mean, position_weights
 from .reference import PromptModel, ReferenceBatch, build_reference_batch, input_device
@@ -61,8 +65,9 @@ def device_free_bytes(device: torch.device) -> int | None:
     if device.type == "cuda":
         free_bytes, _ = torch.cuda.mem_get_info(device)
         return int(free_bytes)
-    if device.type == "xpu" and hasattr(torch, "xpu") and hasattr(torch.xpu, "mem_get_info"):
-        free_bytes, _ = torch.xpu.mem_get_info(device)
+    xpu = getattr(torch, "xpu", None)
+    if device.type == "xpu" and hasattr(xpu, "mem_get_info"):
+        free_bytes, _ = xpu.mem_get_info(device)
         return int(free_bytes)
     return None
 
@@ -278,7 +283,7 @@ class TeacherForcedKLEngine:
         )
 
     def _can_split_after(self, error: BaseException, index: int) -> bool:
-        """Whether `error` is an out-of-memory error that splitting batch `index` may avoid."""
+        """Whether `error` ran out of memory and splitting batch `index` may avoid it."""
         return is_out_of_memory(error) and self.batches[index].size > 1
 
     def _split_batch(self, index: int) -> None:
@@ -400,7 +405,8 @@ class TeacherForcedKLEngine:
 
         counted, targets = self._token_matrices()
         # One transfer per result, after the last batch, so nothing waits in between.
-        kl_matrix = torch.cat([part.kl for part in parts]).cpu().masked_fill(~counted, 0.0)
+        kl_matrix = torch.cat([part.kl for part in parts]).cpu()
+        kl_matrix = kl_matrix.masked_fill(~counted, 0.0)
 
         def concatenated(tensors: list[Tensor | None]) -> Tensor | None:
             present = [tensor for tensor in tensors if tensor is not None]
