@@ -1,0 +1,369 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Copyright (C) 2026  heretic-teacher-forced-kl contributors
+
+"""
+Evidence: does teacher-forced KL see damage that first-token KL misses?
+
+Usage:
+
+    python studies/evidence.py [--model smollm2|PATH] [--abliterations 40] [--seed 0]
+        [--prompts 48] [--questions N] [--heldout 24] [--output-dir docs/evidence]
+        [--smoke]
+
+The study loads the model with heretic-llm's own `Model`, computes heretic's
+refusal directions from the bundled harmless/harmful direction prompts,
+samples `--abliterations` parameter sets the way heretic's random startup
+phase samples them (`abliteration_sampling.py`) and applies each through
+`Model.abliterate`. For the original and every abliterated model it measures
+first-token KL (heretic's way), teacher-forced KL at N = 3, 8, 16, free-running
+KL at N = 3, 8 (`kl_measures.py`), and two measures of damage that do not use
+KL: accuracy on questions the original answers correctly, and the increase of
+the held-out NLL of the original's own answers (`damage_measures.py`). It then
+reports Spearman correlations with bootstrap intervals (`evidence_analysis.py`),
+and writes JSON, CSV, a Markdown summary and scatter plots into `--output-dir`.
+
+`--smoke` runs a tiny version (2 abliterations, a handful of prompts) that also
+scores N = 3 with a separate engine (slicing the N = 16 pass must agree) and
+first-token KL with heretic's own `get_logprobs_batched` (the shared first
+generation step must agree); CI runs it (`tests/test_evidence_smoke.py`).
+"""
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from os.path import commonprefix
+from pathlib import Path
+from typing import Any
+
+# No machine of this project reaches the Hugging Face Hub; these must be set
+# before transformers is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The sibling modules are imported by name, whether this file runs as a script
+# or is imported by the smoke test.
+STUDIES_DIRECTORY = Path(__file__).resolve().parent
+if str(STUDIES_DIRECTORY) not in sys.path:
+    sys.path.insert(0, str(STUDIES_DIRECTORY))
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from heretic.model import Model  # noqa: E402
+from heretic.utils import set_seed  # noqa: E402
+
+from abliteration_sampling import SampledAbliteration, sample_abliterations  # noqa: E402
+from damage_measures import (  # noqa: E402
+    HeldoutLikelihood,
+    QuestionAccuracy,
+    load_questions,
+)
+from evidence_analysis import analyze  # noqa: E402
+from evidence_plots import write_plots  # noqa: E402
+from evidence_report import write_results  # noqa: E402
+from kl_measures import FREE_RUNNING_TOKENS, TEACHER_FORCED_TOKENS, KLMeasures  # noqa: E402
+from study_setup import (  # noqa: E402
+    SMOLLM2,
+    bundled_data_path,
+    load_bundled_prompts,
+    load_heretic_model,
+    refusal_directions,
+    resolve_model_path,
+)
+
+
+@dataclass(frozen=True)
+class StudySize:
+    """The sizes of one study; `FULL` and `SMOKE` are the two presets."""
+
+    abliterations: int
+    prompts: int
+    questions: int | None
+    question_tokens: int
+    heldout: int
+    heldout_tokens: int
+    direction_prompts: int
+    bootstrap: int
+    batch_size: int
+    question_batch_size: int
+
+
+#: The full study on SmolLM2, sized for about an hour on 2 shared CPU cores.
+FULL = StudySize(
+    abliterations=40,
+    prompts=48,
+    questions=None,
+    question_tokens=20,
+    heldout=24,
+    heldout_tokens=64,
+    direction_prompts=128,
+    bootstrap=2000,
+    batch_size=16,
+    question_batch_size=64,
+)
+
+#: The smoke test's study: every step runs, on a handful of inputs.
+SMOKE = StudySize(
+    abliterations=2,
+    prompts=4,
+    questions=4,
+    question_tokens=8,
+    heldout=2,
+    heldout_tokens=8,
+    direction_prompts=4,
+    bootstrap=200,
+    batch_size=4,
+    question_batch_size=4,
+)
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def parse_arguments(arguments: list[str]) -> argparse.Namespace:
+    """Parses the command line; sizes left out come from the full or the smoke preset."""
+    parser = argparse.ArgumentParser(
+        prog="python studies/evidence.py",
+        description="Does teacher-forced KL see damage that first-token KL misses?",
+    )
+    parser.add_argument("--model", default=SMOLLM2, help="'smollm2' or a model folder")
+    parser.add_argument("--abliterations", type=positive, help="abliterated models (40)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampling and bootstrap")
+    parser.add_argument("--prompts", type=positive, help="KL prompts (48)")
+    parser.add_argument(
+        "--questions", type=positive, help="questions kept at most (all the original answers)"
+    )
+    parser.add_argument("--question-tokens", type=positive, help="tokens per answer (20)")
+    parser.add_argument("--heldout", type=positive, help="held-out prompts (24)")
+    parser.add_argument("--heldout-tokens", type=positive, help="tokens per held-out answer (64)")
+    parser.add_argument(
+        "--direction-prompts", type=positive, help="harmless and harmful direction prompts (128)"
+    )
+    parser.add_argument("--bootstrap", type=positive, help="bootstrap resamples (2000)")
+    parser.add_argument("--batch-size", type=positive, help="prompts per batch (16)")
+    parser.add_argument(
+        "--question-batch-size", type=positive, help="questions per generation batch (64)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive,
+        default=1,
+        help="torch CPU threads (1: on a shared 2-core machine, 2 threads ran 10x slower)",
+    )
+    parser.add_argument("--output-dir", type=Path, default=Path("docs/evidence"))
+    parser.add_argument("--smoke", action="store_true", help="a tiny, fast version of the study")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="also score N=3 with a separate engine and first-token KL with heretic's "
+        "get_logprobs (on with --smoke)",
+    )
+    options = parser.parse_args(arguments)
+    preset = SMOKE if options.smoke else FULL
+    for field in StudySize.__dataclass_fields__:
+        if getattr(options, field) is None:
+            setattr(options, field, getattr(preset, field))
+    options.verify = options.verify or options.smoke
+    return options
+
+
+def log(message: str) -> None:
+    """Prints a progress line with the time of day, at once (the full run logs to a file)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def measure_model(
+    model: Model,
+    name: str,
+    abliteration: SampledAbliteration | None,
+    kl: KLMeasures,
+    questions: QuestionAccuracy,
+    heldout: HeldoutLikelihood,
+) -> dict[str, Any]:
+    """Every KL variant and damage measure of the model as it is now."""
+    start = time.perf_counter()
+    kl_values = kl.measure(model)
+    after_kl = time.perf_counter()
+    accuracy, correct = questions.measure(model)
+    after_questions = time.perf_counter()
+    nll, nll_increase = heldout.measure(model)
+    end = time.perf_counter()
+    return {
+        "name": name,
+        "is_original": abliteration is None,
+        "parameters": {} if abliteration is None else abliteration.record(),
+        "kl": kl_values,
+        "accuracy": accuracy,
+        "correct_answers": correct,
+        "heldout_nll": nll,
+        "nll_increase": nll_increase,
+        "seconds": end - start,
+        "seconds_by_measure": {
+            **kl.seconds,
+            "questions": after_questions - after_kl,
+            "heldout_nll": end - after_questions,
+        },
+    }
+
+
+def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
+    """Runs the whole study and returns its results (see `evidence_report.py`)."""
+    start = time.perf_counter()
+    model_path = resolve_model_path(options.model)
+    set_seed(options.seed)
+    log(f"Loading {model_path} with heretic")
+    model = load_heretic_model(model_path, options.batch_size, options.seed)
+
+    log(f"Refusal directions from {options.direction_prompts} prompts of each kind")
+    directions = refusal_directions(
+        model,
+        load_bundled_prompts(model, "harmless_directions.txt", options.direction_prompts),
+        load_bundled_prompts(model, "harmful_directions.txt", options.direction_prompts),
+    )
+
+    log(f"KL references on {options.prompts} prompts")
+    kl_prompts = load_bundled_prompts(model, "harmless_evaluation.txt", options.prompts)
+    kl = KLMeasures(model, kl_prompts, verify=options.verify, log=log)
+
+    log("Keeping the questions that the original answers correctly")
+    all_questions = load_questions(bundled_data_path("questions", "factual_arithmetic.jsonl"))
+    questions = QuestionAccuracy(
+        model,
+        all_questions,
+        options.questions,
+        options.question_tokens,
+        options.question_batch_size,
+    )
+    log(f"  {len(questions.questions)} kept of {questions.examined} examined")
+
+    log(f"Held-out answers: {options.heldout} prompts x {options.heldout_tokens} tokens")
+    heldout_prompts = load_bundled_prompts(model, "heldout_prompts.txt", options.heldout)
+    heldout = HeldoutLikelihood(model, heldout_prompts, options.heldout_tokens)
+
+    layers = len(model.get_layers())
+    components = model.get_abliterable_components()
+    abliterations = sample_abliterations(
+        options.abliterations, options.seed, layers - 1, components
+    )
+    setup_seconds = time.perf_counter() - start
+
+    records = []
+    for index, abliteration in enumerate([None, *abliterations]):
+        name = "original" if abliteration is None else f"abliteration-{index:02d}"
+        model.reset_model()
+        if abliteration is not None:
+            model.abliterate(directions, abliteration.direction_index, abliteration.parameters)
+        record = measure_model(model, name, abliteration, kl, questions, heldout)
+        records.append(record)
+        log(
+            f"{name}: first-token KL {record['kl']['first_token']:.4f}, "
+            f"TF-16 {record['kl']['teacher_forced_16']:.4f}, "
+            f"free-8 {record['kl']['free_running_8']:.4f}, accuracy {record['accuracy']:.3f}, "
+            f"NLL increase {record['nll_increase']:.4f} ({record['seconds']:.1f} s)"
+        )
+    model.reset_model()
+
+    analysis = analyze(records, options.bootstrap, options.seed)
+    question_responses = questions.original_responses
+    return {
+        "command": command,
+        "configuration": {
+            "model": str(options.model),
+            "model_path": str(model_path),
+            "abliterations": options.abliterations,
+            "seed": options.seed,
+            "kl_prompts": options.prompts,
+            "questions_requested": options.questions,
+            "question_tokens": options.question_tokens,
+            "heldout_prompts": options.heldout,
+            "heldout_tokens": options.heldout_tokens,
+            "direction_prompts": options.direction_prompts,
+            "bootstrap_resamples": options.bootstrap,
+            "batch_size": options.batch_size,
+            "question_batch_size": options.question_batch_size,
+            "teacher_forced_tokens": list(TEACHER_FORCED_TOKENS),
+            "free_running_tokens": list(FREE_RUNNING_TOKENS),
+            "parameter_sampling": "optuna.samplers.RandomSampler (heretic's TPE startup phase)",
+            "heretic_settings": {
+                "system_prompt": model.settings.system_prompt,
+                "row_normalization": str(model.settings.row_normalization),
+                "orthogonalize_direction": model.settings.orthogonalize_direction,
+                "winsorization_quantile": model.settings.winsorization_quantile,
+                "response_prefix": model.settings.response_prefix,
+                "layers": layers,
+                "components": components,
+            },
+        },
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "heretic_llm": version("heretic-llm"),
+            "optuna": version("optuna"),
+            "torch_threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+        },
+        "runtime_seconds": time.perf_counter() - start,
+        "setup_seconds": setup_seconds,
+        "questions": {
+            "examined": questions.examined,
+            "kept": len(questions.questions),
+            "kept_ids": [question.identifier for question in questions.questions],
+            "kept_by_kind": {
+                kind: sum(question.kind == kind for question in questions.questions)
+                for kind in sorted({question.kind for question in all_questions})
+            },
+        },
+        "original": {
+            "heldout_nll": heldout.original_nll,
+            "kl_reference_examples": kl.reference_continuations(model)[:5],
+            "question_response_examples": question_responses[:5],
+            "heldout_answer_examples": heldout.answers(model)[:3],
+            # heretic would append a common response prefix of the original's
+            # answers to every prompt; an empty one means it would find none here.
+            "common_response_prefix": commonprefix(
+                [*kl.reference_continuations(model), *question_responses]
+            ),
+        },
+        "models": records,
+        "analysis": analysis,
+    }
+
+
+def main(arguments: list[str] | None = None) -> int:
+    """Runs the study from the command line; returns the exit status."""
+    arguments = list(sys.argv[1:] if arguments is None else arguments)
+    options = parse_arguments(arguments)
+    quoted = [shlex.quote(argument) for argument in arguments]
+    command = " ".join(["python studies/evidence.py", *quoted])
+    threads = torch.get_num_threads()
+    verbosity = transformers.logging.get_verbosity()
+    torch.set_num_threads(options.threads)
+    transformers.logging.set_verbosity_error()
+    try:
+        with torch.no_grad():
+            results = run_study(options, command)
+        output_directory: Path = options.output_dir
+        paths = write_results(results, output_directory)
+        paths += write_plots(results["models"], results["analysis"], output_directory)
+    finally:
+        torch.set_num_threads(threads)
+        transformers.logging.set_verbosity(verbosity)
+    log(f"Done in {results['runtime_seconds'] / 60:.1f} minutes; wrote:")
+    for path in paths:
+        log(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
