@@ -10,6 +10,7 @@ description.
 """
 
 from enum import Enum
+from typing import Any
 
 from heretic.config import DatasetSpecification
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -111,7 +112,9 @@ def describe_validation_error(error: ValidationError, table: str = SETTINGS_TABL
     )
 
 
-def validate_settings(raw: dict | None, table: str = SETTINGS_TABLE) -> TeacherForcedKLSettings:
+def validate_settings(
+    raw: dict[str, Any] | None, table: str = SETTINGS_TABLE
+) -> TeacherForcedKLSettings:
     """
     Validates a raw settings table, raising `ValueError` with a one-line message.
     """
