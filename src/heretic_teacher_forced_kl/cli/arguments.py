@@ -117,15 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_prompts_flag(value: str) -> dict[str, Any]:
-    """Turns the value of `--kl-prompts` into a dataset specification table."""
+def parse_prompts_flag(
+    value: str,
+    flag: str = SETTING_FLAGS["prompts"],
+    error_class: type[Exception] = LauncherError,
+) -> dict[str, Any]:
+    """
+    Turns the value of a prompts option (`--kl-prompts`, `compare --prompts`) into
+    a dataset specification table: a JSON object as it is, an existing file by its
+    path, anything else as a dataset ID or folder with the default split and column.
+    """
     if value.lstrip().startswith("{"):
         try:
             specification = json.loads(value)
         except json.JSONDecodeError as error:
-            raise LauncherError(f"--kl-prompts: invalid JSON ({error.msg}).") from None
+            raise error_class(f"{flag}: invalid JSON ({error.msg}).") from None
         if not isinstance(specification, dict):
-            raise LauncherError("--kl-prompts: the JSON value must be an object.")
+            raise error_class(f"{flag}: the JSON value must be an object.")
         return specification
     if Path(value).is_file():
         return {"dataset": value}

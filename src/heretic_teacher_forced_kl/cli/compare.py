@@ -43,6 +43,7 @@ from .compare_models import (
     release_memory,
     resolve_source,
 )
+from .arguments import parse_prompts_flag
 from .compare_plot import PlotUnavailableError, require_matplotlib, write_plot
 from .compare_render import render_report
 
@@ -60,8 +61,6 @@ DEFAULT_BATCH_SIZE = 8
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 #: The split and column used for a dataset ID or folder given without a JSON specification.
-DEFAULT_DATASET_SPLIT = "test[:100]"
-DEFAULT_DATASET_COLUMN = "text"
 
 
 class CompareArgumentParser(argparse.ArgumentParser):
@@ -113,7 +112,7 @@ def build_parser() -> CompareArgumentParser:
         metavar="SPEC",
         help=(
             "The prompts: a .txt file (one prompt per line), a dataset ID or folder "
-            f"(split {DEFAULT_DATASET_SPLIT}, column {DEFAULT_DATASET_COLUMN}), or a JSON object "
+            "(split test[:100], column text), or a JSON object "
             "with the fields of heretic's DatasetSpecification. Default: the bundled "
             "harmless_evaluation.txt (100 prompts)."
         ),
@@ -206,31 +205,21 @@ def prompt_specification(value: str | None) -> Any:
 
     if value is None:
         return DatasetSpecification(dataset=default_prompts_path())
-    if value.lstrip().startswith("{"):
-        try:
-            fields = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise CompareError(f"--prompts: invalid JSON ({error.msg}).") from None
-        if not isinstance(fields, dict):
-            raise CompareError("--prompts: the JSON value must be an object.")
-        try:
-            return DatasetSpecification.model_validate(fields)
-        except ValidationError as error:
-            details = error.errors()[0]
-            location = ".".join(str(part) for part in details["loc"])
+    if not value.lstrip().startswith("{") and not Path(value).is_file():
+        if value.endswith((".txt", ".json", ".jsonl", ".csv")):
             raise CompareError(
-                f"--prompts: {location}: {details['msg']}; give the fields of heretic's "
-                "DatasetSpecification (dataset, split, column, prefix, suffix, system_prompt)."
-            ) from None
-    if Path(value).is_file():
-        return DatasetSpecification(dataset=value)
-    if value.endswith((".txt", ".json", ".jsonl", ".csv")):
+                f"--prompts: no file at {value!r}; give a .txt file with one prompt per line."
+            )
+    fields = parse_prompts_flag(value, "--prompts", CompareError)
+    try:
+        return DatasetSpecification.model_validate(fields)
+    except ValidationError as error:
+        details = error.errors()[0]
+        location = ".".join(str(part) for part in details["loc"])
         raise CompareError(
-            f"--prompts: no file at {value!r}; give a .txt file with one prompt per line."
-        )
-    return DatasetSpecification(
-        dataset=value, split=DEFAULT_DATASET_SPLIT, column=DEFAULT_DATASET_COLUMN
-    )
+            f"--prompts: {location}: {details['msg']}; give the fields of heretic's "
+            "DatasetSpecification (dataset, split, column, prefix, suffix, system_prompt)."
+        ) from None
 
 
 def load_comparison_prompts(specification: Any, system_prompt: str) -> list[Any]:
