@@ -10,9 +10,9 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup_environment.sh
+bash scripts/setup_environment.sh gguf
 
-model="$(.venv/bin/python scripts/prepare_smollm2.py | tail -n 1)"
+model="$(.venv/bin/python scripts/prepare_smollm2.py)"
 
 # A fresh study every run: heretic would otherwise ask whether to resume.
 rm -rf .main-job/checkpoints

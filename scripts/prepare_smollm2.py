@@ -16,7 +16,8 @@ and is returned at once. The folder is written next to its destination under
 a temporary name and renamed into place only when it is complete.
 
 Usage as a script: `python scripts/prepare_smollm2.py [DESTINATION] [--verify]`.
-The last line printed is the path of the prepared folder.
+Progress goes to standard error; standard output is the prepared folder's
+path alone.
 """
 
 from __future__ import annotations
@@ -71,8 +72,12 @@ def is_prepared(destination: Path) -> bool:
 
 
 def _progress(message: str) -> None:
-    """Print one short progress line, flushed so that it shows at once."""
-    print(f"[prepare_smollm2] {message}", flush=True)
+    """Print one short progress line on standard error, flushed at once.
+
+    Standard output carries only the prepared folder's path, so that a shell
+    can capture it while the progress stays visible.
+    """
+    print(f"[prepare_smollm2] {message}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup_environment.sh
+bash scripts/setup_environment.sh test
 
 .venv/bin/python scripts/prepare_smollm2.py
 
