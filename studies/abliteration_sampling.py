@@ -41,7 +41,11 @@ class SampledAbliteration:
     @property
     def direction_index(self) -> float | None:
         """The direction index heretic passes to `Model.abliterate`."""
-        return None if self.direction_scope == "per layer" else self.sampled_direction_index
+        return (
+            None
+            if self.direction_scope == "per layer"
+            else self.sampled_direction_index
+        )
 
     def record(self) -> dict[str, float | str]:
         """The parameters as one flat mapping, for the results table."""
@@ -59,7 +63,9 @@ def suggest_abliteration(
     trial: Trial, last_layer_index: int, components: list[str]
 ) -> SampledAbliteration:
     """Makes heretic 1.4.0's `suggest_*` calls on `trial`, in heretic's order."""
-    direction_scope = trial.suggest_categorical("direction_scope", ["global", "per layer"])
+    direction_scope = trial.suggest_categorical(
+        "direction_scope", ["global", "per layer"]
+    )
     direction_index = trial.suggest_float(
         "direction_index", 0.4 * last_layer_index, 0.9 * last_layer_index
     )
@@ -67,7 +73,9 @@ def suggest_abliteration(
     for component in components:
         max_weight = trial.suggest_float(f"{component}.max_weight", 0.8, 1.5)
         max_weight_position = trial.suggest_float(
-            f"{component}.max_weight_position", 0.6 * last_layer_index, 1.0 * last_layer_index
+            f"{component}.max_weight_position",
+            0.6 * last_layer_index,
+            1.0 * last_layer_index,
         )
         # heretic samples min_weight as a fraction of max_weight.
         min_weight = trial.suggest_float(f"{component}.min_weight", 0.0, 1.0)

@@ -60,7 +60,9 @@ def partial_spearman(x: Vector, y: Vector, control: Vector) -> float:
     The Spearman correlation of `x` and `y` with `control` held fixed: the
     partial Pearson correlation of the three rank vectors.
     """
-    x_ranks, y_ranks, control_ranks = (average_ranks(vector) for vector in (x, y, control))
+    x_ranks, y_ranks, control_ranks = (
+        average_ranks(vector) for vector in (x, y, control)
+    )
     xy = pearson(x_ranks, y_ranks)
     x_control = pearson(x_ranks, control_ranks)
     y_control = pearson(y_ranks, control_ranks)
@@ -110,7 +112,9 @@ def bootstrap_intervals(
         raise ValueError("Every column of the sample must have the same length.")
     (length,) = lengths
     if length < 2:
-        raise ValueError("A correlation needs at least 2 models; raise --abliterations.")
+        raise ValueError(
+            "A correlation needs at least 2 models; raise --abliterations."
+        )
     generator = np.random.default_rng(seed)
     draws = generator.integers(0, length, size=(resamples, length))
     values = {name: np.full(resamples, np.nan) for name in statistics}
@@ -126,6 +130,8 @@ def bootstrap_intervals(
         if len(defined) == 0:
             low = high = float("nan")
         else:
-            low, high = (float(bound) for bound in np.percentile(defined, [tail, 100 - tail]))
+            low, high = (
+                float(bound) for bound in np.percentile(defined, [tail, 100 - tail])
+            )
         intervals[name] = Interval(estimate, low, high, int(len(defined)))
     return intervals

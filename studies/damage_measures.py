@@ -130,7 +130,9 @@ class QuestionAccuracy:
             ]
             if all(correct):
                 break
-            kept = [question for question, is_correct in zip(kept, correct) if is_correct]
+            kept = [
+                question for question, is_correct in zip(kept, correct) if is_correct
+            ]
         else:
             raise RuntimeError(
                 "The original model's answers change with every batching; "
@@ -155,7 +157,10 @@ class QuestionAccuracy:
     def measure(self, model: Model) -> tuple[float, int]:
         """The current model's accuracy on the kept questions, and its number of correct answers."""
         responses = greedy_responses(
-            model, self.prompts_for(model, self.questions), self.response_tokens, self.batch_size
+            model,
+            self.prompts_for(model, self.questions),
+            self.response_tokens,
+            self.batch_size,
         )
         correct = sum(
             answer_matches(response, question.answers)
@@ -164,7 +169,9 @@ class QuestionAccuracy:
         return correct / len(self.questions), correct
 
 
-def negative_log_likelihood_sum(hf_model: Any, batch: ReferenceBatch) -> tuple[float, int]:
+def negative_log_likelihood_sum(
+    hf_model: Any, batch: ReferenceBatch
+) -> tuple[float, int]:
     """
     The summed negative log-likelihood of a batch's counted reference tokens
     under `hf_model`, from one teacher-forced pass, and the number of tokens.
@@ -178,7 +185,9 @@ def negative_log_likelihood_sum(hf_model: Any, batch: ReferenceBatch) -> tuple[f
         logits_to_keep=tokens,
     ).logits[:, -tokens:, :]
     log_probabilities = F.log_softmax(logits.float(), dim=-1)
-    target_log_probabilities = log_probabilities.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)
+    target_log_probabilities = log_probabilities.gather(
+        -1, batch.targets.unsqueeze(-1)
+    ).squeeze(-1)
     counted = batch.counted
     return float(-(target_log_probabilities * counted).sum()), int(counted.sum())
 
@@ -208,7 +217,9 @@ class HeldoutLikelihood:
         count = 0
         with torch.no_grad():
             for batch in self.batches:
-                batch_total, batch_count = negative_log_likelihood_sum(model.model, batch)
+                batch_total, batch_count = negative_log_likelihood_sum(
+                    model.model, batch
+                )
                 total += batch_total
                 count += batch_count
         return total / count

@@ -54,10 +54,10 @@ if str(STUDIES_DIRECTORY) not in sys.path:
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from heretic.model import Model  # noqa: E402
-from heretic.utils import set_seed  # noqa: E402
-
-from abliteration_sampling import SampledAbliteration, sample_abliterations  # noqa: E402
+from abliteration_sampling import (  # noqa: E402
+    SampledAbliteration,
+    sample_abliterations,
+)
 from damage_measures import (  # noqa: E402
     HeldoutLikelihood,
     QuestionAccuracy,
@@ -66,7 +66,13 @@ from damage_measures import (  # noqa: E402
 from evidence_analysis import analyze  # noqa: E402
 from evidence_plots import write_plots  # noqa: E402
 from evidence_report import write_results  # noqa: E402
-from kl_measures import FREE_RUNNING_TOKENS, TEACHER_FORCED_TOKENS, KLMeasures  # noqa: E402
+from heretic.model import Model  # noqa: E402
+from heretic.utils import set_seed  # noqa: E402
+from kl_measures import (  # noqa: E402
+    FREE_RUNNING_TOKENS,
+    TEACHER_FORCED_TOKENS,
+    KLMeasures,
+)
 from study_setup import (  # noqa: E402
     SMOLLM2,
     bundled_data_path,
@@ -137,22 +143,36 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         description="Does teacher-forced KL see damage that first-token KL misses?",
     )
     parser.add_argument("--model", default=SMOLLM2, help="'smollm2' or a model folder")
-    parser.add_argument("--abliterations", type=positive, help="abliterated models (40)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of sampling and bootstrap")
+    parser.add_argument(
+        "--abliterations", type=positive, help="abliterated models (40)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of sampling and bootstrap"
+    )
     parser.add_argument("--prompts", type=positive, help="KL prompts (48)")
     parser.add_argument(
-        "--questions", type=positive, help="questions kept at most (all the original answers)"
+        "--questions",
+        type=positive,
+        help="questions kept at most (all the original answers)",
     )
-    parser.add_argument("--question-tokens", type=positive, help="tokens per answer (20)")
-    parser.add_argument("--heldout", type=positive, help="held-out prompts (24)")
-    parser.add_argument("--heldout-tokens", type=positive, help="tokens per held-out answer (64)")
     parser.add_argument(
-        "--direction-prompts", type=positive, help="harmless and harmful direction prompts (128)"
+        "--question-tokens", type=positive, help="tokens per answer (20)"
+    )
+    parser.add_argument("--heldout", type=positive, help="held-out prompts (24)")
+    parser.add_argument(
+        "--heldout-tokens", type=positive, help="tokens per held-out answer (64)"
+    )
+    parser.add_argument(
+        "--direction-prompts",
+        type=positive,
+        help="harmless and harmful direction prompts (128)",
     )
     parser.add_argument("--bootstrap", type=positive, help="bootstrap resamples (2000)")
     parser.add_argument("--batch-size", type=positive, help="prompts per batch (16)")
     parser.add_argument(
-        "--question-batch-size", type=positive, help="questions per generation batch (64)"
+        "--question-batch-size",
+        type=positive,
+        help="questions per generation batch (64)",
     )
     parser.add_argument(
         "--threads",
@@ -161,7 +181,9 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         help="torch CPU threads (1: on a shared 2-core machine, 2 threads ran 10x slower)",
     )
     parser.add_argument("--output-dir", type=Path, default=Path("docs/evidence"))
-    parser.add_argument("--smoke", action="store_true", help="a tiny, fast version of the study")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny, fast version of the study"
+    )
     parser.add_argument(
         "--verify",
         action="store_true",
@@ -227,8 +249,12 @@ def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
     log(f"Refusal directions from {options.direction_prompts} prompts of each kind")
     directions = refusal_directions(
         model,
-        load_bundled_prompts(model, "harmless_directions.txt", options.direction_prompts),
-        load_bundled_prompts(model, "harmful_directions.txt", options.direction_prompts),
+        load_bundled_prompts(
+            model, "harmless_directions.txt", options.direction_prompts
+        ),
+        load_bundled_prompts(
+            model, "harmful_directions.txt", options.direction_prompts
+        ),
     )
 
     log(f"KL references on {options.prompts} prompts")
@@ -236,7 +262,9 @@ def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
     kl = KLMeasures(model, kl_prompts, verify=options.verify, log=log)
 
     log("Keeping the questions that the original answers correctly")
-    all_questions = load_questions(bundled_data_path("questions", "factual_arithmetic.jsonl"))
+    all_questions = load_questions(
+        bundled_data_path("questions", "factual_arithmetic.jsonl")
+    )
     questions = QuestionAccuracy(
         model,
         all_questions,
@@ -246,8 +274,12 @@ def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
     )
     log(f"  {len(questions.questions)} kept of {questions.examined} examined")
 
-    log(f"Held-out answers: {options.heldout} prompts x {options.heldout_tokens} tokens")
-    heldout_prompts = load_bundled_prompts(model, "heldout_prompts.txt", options.heldout)
+    log(
+        f"Held-out answers: {options.heldout} prompts x {options.heldout_tokens} tokens"
+    )
+    heldout_prompts = load_bundled_prompts(
+        model, "heldout_prompts.txt", options.heldout
+    )
     heldout = HeldoutLikelihood(model, heldout_prompts, options.heldout_tokens)
 
     layers = len(model.get_layers())
@@ -262,7 +294,9 @@ def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
         name = "original" if abliteration is None else f"abliteration-{index:02d}"
         model.reset_model()
         if abliteration is not None:
-            model.abliterate(directions, abliteration.direction_index, abliteration.parameters)
+            model.abliterate(
+                directions, abliteration.direction_index, abliteration.parameters
+            )
         record = measure_model(model, name, abliteration, kl, questions, heldout)
         records.append(record)
         log(

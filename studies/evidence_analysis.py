@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
 from correlation_statistics import (
     Statistic,
     Vector,
@@ -93,8 +92,8 @@ def correlation_statistics() -> dict[str, Statistic]:
             statistics[f"first_token_given_variant/{variant}/{damage}"] = partial_of(
                 BASELINE_VARIANT, damage, variant
             )
-            statistics[f"difference_from_first_token/{variant}/{damage}"] = difference_of(
-                variant, damage
+            statistics[f"difference_from_first_token/{variant}/{damage}"] = (
+                difference_of(variant, damage)
             )
     return statistics
 
@@ -126,23 +125,28 @@ def discordant_models(
     for damage in DAMAGE_MEASURES:
         found = []
         for index, model in enumerate(models):
-            if ranks[BASELINE_VARIANT][index] <= third and ranks[damage][index] > count - third:
+            if (
+                ranks[BASELINE_VARIANT][index] <= third
+                and ranks[damage][index] > count - third
+            ):
                 found.append(
                     {
                         "name": model["name"],
                         "damage": float(columns[damage][index]),
                         "damage_rank": int(ranks[damage][index]),
-                        "kl_ranks": {name: int(ranks[name][index]) for name in KL_VARIANTS},
-                        "kl": {name: float(columns[name][index]) for name in KL_VARIANTS},
+                        "kl_ranks": {
+                            name: int(ranks[name][index]) for name in KL_VARIANTS
+                        },
+                        "kl": {
+                            name: float(columns[name][index]) for name in KL_VARIANTS
+                        },
                     }
                 )
         result[damage] = found
     return result
 
 
-def analyze(
-    records: list[dict[str, Any]], resamples: int, seed: int
-) -> dict[str, Any]:
+def analyze(records: list[dict[str, Any]], resamples: int, seed: int) -> dict[str, Any]:
     """The study's statistics over its abliterated models (see the module's description)."""
     models = [record for record in records if not record["is_original"]]
     columns = sample_columns(models)
@@ -158,7 +162,9 @@ def analyze(
     )
 
     variant_correlations = {
-        first: {second: spearman(columns[first], columns[second]) for second in KL_VARIANTS}
+        first: {
+            second: spearman(columns[first], columns[second]) for second in KL_VARIANTS
+        }
         for first in KL_VARIANTS
     }
     return {
@@ -169,7 +175,9 @@ def analyze(
         "low_first_token_kl_half": {
             "median_first_token_kl": median,
             "models": int(len(low_rows)),
-            "statistics": {name: interval.record() for name, interval in low_intervals.items()},
+            "statistics": {
+                name: interval.record() for name, interval in low_intervals.items()
+            },
         },
         "kl_variant_spearman": variant_correlations,
         "discordant_models": discordant_models(models, columns),

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from evidence_analysis import DAMAGE_LABELS, DAMAGE_MEASURES, sample_columns
 from kl_measures import KL_VARIANT_LABELS, KL_VARIANTS
 
@@ -68,14 +67,21 @@ def damage_figure(
     columns_count = 3
     rows_count = int(np.ceil(len(KL_VARIANTS) / columns_count))
     figure, axes = pyplot.subplots(
-        rows_count, columns_count, figsize=(4.2 * columns_count, 3.6 * rows_count), squeeze=False
+        rows_count,
+        columns_count,
+        figsize=(4.2 * columns_count, 3.6 * rows_count),
+        squeeze=False,
     )
     scopes = [model["parameters"]["direction_scope"] for model in models]
     for axis, variant in zip(axes.flat, KL_VARIANTS):
         for scope, color in SCOPE_COLORS.items():
             rows = [index for index, value in enumerate(scopes) if value == scope]
             axis.scatter(
-                columns[variant][rows], columns[damage][rows], s=18, color=color, label=scope
+                columns[variant][rows],
+                columns[damage][rows],
+                s=18,
+                color=color,
+                label=scope,
             )
         axis.set_xscale("log")
         readable_log_axes(axis, both=False)
@@ -93,14 +99,19 @@ def damage_figure(
     for axis in list(axes.flat)[len(KL_VARIANTS) :]:
         axis.set_visible(False)
     axes.flat[0].legend(title="direction scope", fontsize=7, title_fontsize=7)
-    figure.suptitle(f"{DAMAGE_LABELS[damage]} against KL divergence ({len(models)} abliterations)")
+    figure.suptitle(
+        f"{DAMAGE_LABELS[damage]} against KL divergence ({len(models)} abliterations)"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     pyplot.close(figure)
 
 
 def variant_figure(
-    pyplot: Any, models: list[dict[str, Any]], columns: dict[str, np.ndarray], path: Path
+    pyplot: Any,
+    models: list[dict[str, Any]],
+    columns: dict[str, np.ndarray],
+    path: Path,
 ) -> None:
     """Writes teacher-forced N=16 KL against first-token KL, coloured by the NLL increase."""
     figure, axis = pyplot.subplots(figsize=(5.6, 4.6))
@@ -120,7 +131,9 @@ def variant_figure(
     axis.set_xlabel("first-token KL")
     axis.set_ylabel("teacher-forced KL, N=16")
     figure.colorbar(points, label=DAMAGE_LABELS["nll_increase"])
-    axis.set_title(f"Two KL measures of the same {len(models)} abliterations", fontsize=10)
+    axis.set_title(
+        f"Two KL measures of the same {len(models)} abliterations", fontsize=10
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     pyplot.close(figure)

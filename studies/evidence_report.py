@@ -39,7 +39,10 @@ def number_text(value: float | None) -> str:
 
 def model_row(record: dict[str, Any]) -> dict[str, Any]:
     """One model's flat CSV row."""
-    row: dict[str, Any] = {"name": record["name"], "seconds": round(record["seconds"], 2)}
+    row: dict[str, Any] = {
+        "name": record["name"],
+        "seconds": round(record["seconds"], 2),
+    }
     row.update(record["parameters"])
     row.update({f"kl_{name}": value for name, value in record["kl"].items()})
     row["accuracy"] = record["accuracy"]
@@ -79,7 +82,9 @@ def write_correlations_csv(analysis: dict[str, Any], path: Path) -> None:
         )
         samples = {
             "all": analysis["statistics"],
-            "low_first_token_kl_half": analysis["low_first_token_kl_half"]["statistics"],
+            "low_first_token_kl_half": analysis["low_first_token_kl_half"][
+                "statistics"
+            ],
         }
         for sample, statistics in samples.items():
             for name, value in statistics.items():
@@ -134,7 +139,9 @@ def converse_table(statistics: dict[str, Any]) -> list[str]:
         if variant == BASELINE_VARIANT:
             continue
         cells = [KL_VARIANT_LABELS[variant]] + [
-            interval_text(statistics.get(f"first_token_given_variant/{variant}/{damage}"))
+            interval_text(
+                statistics.get(f"first_token_given_variant/{variant}/{damage}")
+            )
             for damage in DAMAGE_MEASURES
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -259,7 +266,8 @@ def write_results(results: dict[str, Any], output_directory: Path) -> list[Path]
         "summary": output_directory / "summary.md",
     }
     paths["json"].write_text(
-        json.dumps(json_ready(results), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        json.dumps(json_ready(results), indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8",
     )
     write_models_csv(results["models"], paths["models"])
     write_correlations_csv(results["analysis"], paths["correlations"])

@@ -57,7 +57,10 @@ KL_VARIANT_LABELS = {
         f"teacher_forced_{tokens}": f"teacher-forced KL, N={tokens}"
         for tokens in TEACHER_FORCED_TOKENS
     },
-    **{f"free_running_{tokens}": f"free-running KL, N={tokens}" for tokens in FREE_RUNNING_TOKENS},
+    **{
+        f"free_running_{tokens}": f"free-running KL, N={tokens}"
+        for tokens in FREE_RUNNING_TOKENS
+    },
 }
 
 
@@ -72,7 +75,10 @@ def free_running_log_probabilities(
     parts: list[Tensor] = []
     for batch in batchify(prompts, model.settings.batch_size):
         _, outputs = model.generate(
-            batch, max_new_tokens=tokens, output_logits=True, return_dict_in_generate=True
+            batch,
+            max_new_tokens=tokens,
+            output_logits=True,
+            return_dict_in_generate=True,
         )
         logits = torch.stack(outputs.logits, dim=1)
         parts.append(F.log_softmax(logits.float(), dim=-1).cpu())
@@ -84,7 +90,9 @@ def first_token_log_probabilities(free_running: list[Tensor]) -> Tensor:
     return torch.cat([part[:, 0] for part in free_running])
 
 
-def free_running_kl(current: list[Tensor], reference: list[Tensor], tokens: int) -> float:
+def free_running_kl(
+    current: list[Tensor], reference: list[Tensor], tokens: int
+) -> float:
     """
     Pull request #209's KL over the first `tokens` positions: every (prompt,
     position) is a row, and the KL is summed and divided by the number of rows.
@@ -125,7 +133,9 @@ class KLMeasures:
         self.free_running_reference = free_running_log_probabilities(
             model, prompts, max(FREE_RUNNING_TOKENS)
         )
-        self.first_token_reference = first_token_log_probabilities(self.free_running_reference)
+        self.first_token_reference = first_token_log_probabilities(
+            self.free_running_reference
+        )
         self.engine = TeacherForcedKLEngine(
             kl_tokens=max(TEACHER_FORCED_TOKENS),
             batch_size=model.settings.batch_size,
@@ -194,5 +204,7 @@ class KLMeasures:
                 log_target=True,
             ).item()
         if self.separate_engine is not None:
-            values["teacher_forced_3_separate_engine"] = self.separate_engine.score(model.model)
+            values["teacher_forced_3_separate_engine"] = self.separate_engine.score(
+                model.model
+            )
         return values

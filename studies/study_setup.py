@@ -111,7 +111,9 @@ def bundled_data_path(*parts: str) -> Path:
     resource = files("heretic_teacher_forced_kl").joinpath("data", *parts)
     path = Path(str(resource))
     if not path.is_file():
-        raise FileNotFoundError(f"The bundled data file {path} is missing; reinstall the package.")
+        raise FileNotFoundError(
+            f"The bundled data file {path} is missing; reinstall the package."
+        )
     return path
 
 

@@ -20,4 +20,6 @@ def damage(model: Model, strength: float, seed: int = 0) -> None:
                 parameter.copy_(values / values.norm())
             elif "lora_B" in name:
                 values = torch.randn(parameter.shape, generator=generator)
-                parameter.copy_(strength * values / values.norm() * parameter.shape[0] ** 0.5)
+                parameter.copy_(
+                    strength * values / values.norm() * parameter.shape[0] ** 0.5
+                )

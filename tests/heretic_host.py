@@ -36,13 +36,16 @@ MIXED_LENGTH_PROMPTS = [
 
 
 @contextmanager
-def neutral_command_line() -> Iterator[None]:
-    """Runs the block with an empty command line in a folder without `config.toml`."""
+def neutral_command_line(folder: Path | None = None) -> Iterator[None]:
+    """
+    Runs the block with an empty command line, in `folder` or, by default, in a
+    temporary folder without `config.toml`.
+    """
     saved_arguments = sys.argv
     saved_directory = os.getcwd()
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as temporary_directory:
         sys.argv = ["heretic"]
-        os.chdir(directory)
+        os.chdir(folder if folder is not None else temporary_directory)
         try:
             yield
         finally:
@@ -73,4 +76,7 @@ def heretic_model(model_path: Path, **overrides: Any) -> Model:
 
 def prompts(users: list[str] | None = None) -> list[Prompt]:
     """heretic prompts with the test system prompt."""
-    return [Prompt(system=SYSTEM_PROMPT, user=user) for user in (users or MIXED_LENGTH_PROMPTS)]
+    return [
+        Prompt(system=SYSTEM_PROMPT, user=user)
+        for user in (users or MIXED_LENGTH_PROMPTS)
+    ]

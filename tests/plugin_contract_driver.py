@@ -39,7 +39,9 @@ def settings_from_table(scorer_class: type, model_extra: dict[str, Any]) -> Any:
     """Validates a scorer's settings the way heretic's evaluator does."""
     table = plugin.get_plugin_namespace(model_extra, f"scorer.{scorer_class.__name__}")
     allowed = set(scorer_class.get_settings_model().model_fields)
-    return scorer_class.validate_settings({k: v for k, v in table.items() if k in allowed})
+    return scorer_class.validate_settings(
+        {k: v for k, v in table.items() if k in allowed}
+    )
 
 
 def error_of(function: Any) -> str:
@@ -60,25 +62,47 @@ def main() -> None:
         plugin.load_plugin("heretic_teacher_forced_kl.TeacherForcedKL", scorer.Scorer)
         is TeacherForcedKL
     )
-    file_class = plugin.load_plugin(f"{scorer_module.__file__}:TeacherForcedKL", scorer.Scorer)
+    file_class = plugin.load_plugin(
+        f"{scorer_module.__file__}:TeacherForcedKL", scorer.Scorer
+    )
     observations["loaded_by_file_path"] = (
-        file_class.__name__ == "TeacherForcedKL" and issubclass(file_class, scorer.Scorer)
+        file_class.__name__ == "TeacherForcedKL"
+        and issubclass(file_class, scorer.Scorer)
     )
     os.chdir(Path(scorer_module.__file__).parent)
     relative_class = plugin.load_plugin("scorer.py:TeacherForcedKL", scorer.Scorer)
-    observations["loaded_by_relative_file_path"] = relative_class.__name__ == "TeacherForcedKL"
+    observations["loaded_by_relative_file_path"] = (
+        relative_class.__name__ == "TeacherForcedKL"
+    )
     observations["contract_error"] = error_of(TeacherForcedKL.validate_contract)
     observations["defines_init"] = "__init__" in TeacherForcedKL.__dict__
 
     table_settings = settings_from_table(
         TeacherForcedKL,
-        {"scorer": {"TeacherForcedKL": {"kl_tokens": 4, "position_weight_decay": 0.5, "typo": 1}}},
+        {
+            "scorer": {
+                "TeacherForcedKL": {
+                    "kl_tokens": 4,
+                    "position_weight_decay": 0.5,
+                    "typo": 1,
+                }
+            }
+        },
     )
     observations["table_kl_tokens"] = table_settings.kl_tokens
     observations["table_decay"] = table_settings.position_weight_decay
-    observations["default_kl_tokens"] = settings_from_table(TeacherForcedKL, {}).kl_tokens
-    observations["default_prompts"] = settings_from_table(TeacherForcedKL, {}).prompts.dataset
-    for name, value in {"zero": 0, "negative": -2, "fraction": 2.5, "text": "three"}.items():
+    observations["default_kl_tokens"] = settings_from_table(
+        TeacherForcedKL, {}
+    ).kl_tokens
+    observations["default_prompts"] = settings_from_table(
+        TeacherForcedKL, {}
+    ).prompts.dataset
+    for name, value in {
+        "zero": 0,
+        "negative": -2,
+        "fraction": 2.5,
+        "text": "three",
+    }.items():
         observations[f"bad_kl_tokens_{name}"] = error_of(
             lambda value=value: settings_from_table(
                 TeacherForcedKL, {"scorer": {"TeacherForcedKL": {"kl_tokens": value}}}
@@ -90,7 +114,10 @@ def main() -> None:
 
     def make_scorer(prompts: str, kl_tokens: int = 3) -> Any:
         settings = TeacherForcedKL.validate_settings(
-            {"prompts": DatasetSpecification(dataset=prompts).model_dump(), "kl_tokens": kl_tokens}
+            {
+                "prompts": DatasetSpecification(dataset=prompts).model_dump(),
+                "kl_tokens": kl_tokens,
+            }
         )
         return TeacherForcedKL(heretic_settings=heretic_settings, settings=settings)
 
@@ -114,9 +141,13 @@ def main() -> None:
     model.reset_model()
     single = make_scorer(prompt_file, kl_tokens=1)
     single.init(plugin.Context(heretic_settings, model))
-    built_in_baseline = plugin.Context(heretic_settings, model).get_logits(single.prompts)
+    built_in_baseline = plugin.Context(heretic_settings, model).get_logits(
+        single.prompts
+    )
     damage(model, strength=0.05)
-    built_in_current = plugin.Context(heretic_settings, model).get_logits(single.prompts)
+    built_in_current = plugin.Context(heretic_settings, model).get_logits(
+        single.prompts
+    )
     import torch.nn.functional as F
 
     observations["built_in_first_token_kl"] = F.kl_div(
@@ -125,10 +156,14 @@ def main() -> None:
         reduction="batchmean",
         log_target=True,
     ).item()
-    observations["single_token_value"] = single.get_score(plugin.Context(heretic_settings, model)).value
+    observations["single_token_value"] = single.get_score(
+        plugin.Context(heretic_settings, model)
+    ).value
 
     observations["empty_prompts_error"] = error_of(
-        lambda: make_scorer(empty_prompt_file).init(plugin.Context(heretic_settings, model))
+        lambda: make_scorer(empty_prompt_file).init(
+            plugin.Context(heretic_settings, model)
+        )
     )
     observations["missing_prompts_error"] = error_of(
         lambda: make_scorer("/nonexistent/prompts.txt").init(

@@ -22,7 +22,12 @@ from damage import damage
 from heretic_host import heretic_model, prompts
 from peft import LoraConfig, get_peft_model
 from tiny_models import build_tiny_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 from heretic_teacher_forced_kl import TeacherForcedKLEngine
 from heretic_teacher_forced_kl.cli.compare import (
@@ -66,7 +71,13 @@ NOISE_SCALE = 0.08
 def compare(arguments: list[Any]) -> int:
     """Runs `heretic-kl compare` on CPU, quietly, and returns its exit status."""
     return heretic_kl(
-        ["compare", *[str(argument) for argument in arguments], "--device", "cpu", "--quiet"]
+        [
+            "compare",
+            *[str(argument) for argument in arguments],
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
     )
 
 
@@ -90,17 +101,24 @@ def save_noisy_copy(source: Path, directory: Path, layers: slice, scale: float) 
     with torch.no_grad():
         for layer in model.model.layers[layers]:
             weight = layer.mlp.down_proj.weight
-            weight.add_(torch.randn(weight.shape, generator=generator) * weight.std() * scale)
+            weight.add_(
+                torch.randn(weight.shape, generator=generator) * weight.std() * scale
+            )
     model.save_pretrained(directory)
     AutoTokenizer.from_pretrained(source).save_pretrained(directory)
     return directory
 
 
 @pytest.fixture(scope="module")
-def damaged_smollm2(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def damaged_smollm2(
+    smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """SmolLM2 with noise in the MLP output projections of four middle layers."""
     return save_noisy_copy(
-        smollm2_path, tmp_path_factory.mktemp("damaged-smollm2"), slice(8, 12), NOISE_SCALE
+        smollm2_path,
+        tmp_path_factory.mktemp("damaged-smollm2"),
+        slice(8, 12),
+        NOISE_SCALE,
     )
 
 
@@ -118,21 +136,26 @@ def tiny_prompt_file(write_prompt_file: Any) -> Path:
 
 def check_consistency(report: dict[str, Any]) -> None:
     """Relations that every report's numbers must satisfy."""
-    assert report["median_kl"] <= report["percentile_90_kl"] <= report["percentile_99_kl"]
+    assert (
+        report["median_kl"] <= report["percentile_90_kl"] <= report["percentile_99_kl"]
+    )
     assert report["percentile_99_kl"] <= report["maximum_kl"]
     assert report["first_token_kl"] == pytest.approx(report["positions"][0]["mean_kl"])
     assert report["perplexity_ratio"] == pytest.approx(
         math.exp(report["negative_log_likelihood_change"])
     )
     assert (
-        sum(bucket["count"] for bucket in report["confidence_buckets"]) == report["counted_tokens"]
+        sum(bucket["count"] for bucket in report["confidence_buckets"])
+        == report["counted_tokens"]
     )
     assert sum(report["prompt_counted_tokens"]) == report["counted_tokens"]
     # The pooled mean is the count-weighted mean of the per-prompt means.
     pooled = (
         sum(
             mean * count
-            for mean, count in zip(report["prompt_mean_kl"], report["prompt_counted_tokens"])
+            for mean, count in zip(
+                report["prompt_mean_kl"], report["prompt_counted_tokens"]
+            )
         )
         / report["counted_tokens"]
     )
@@ -165,7 +188,11 @@ def test_damaged_smollm2_report(
     )
     output = capsys.readouterr().out
     assert status == 0, output
-    for title in ("Teacher-forced KL divergence", "KL divergence by position", "confidence"):
+    for title in (
+        "Teacher-forced KL divergence",
+        "KL divergence by position",
+        "confidence",
+    ):
         assert title in output
 
     document = read_report(json_path)
@@ -215,14 +242,25 @@ def test_json_mean_equals_engine_mean_inside_heretic(
 ) -> None:
     damaged = save_noisy_copy(tiny_llama_path, tmp_path / "damaged", slice(0, 3), 0.3)
     json_path = tmp_path / "report.json"
-    arguments = ["--prompts", tiny_prompt_file, "--kl-tokens", KL_TOKENS, "--batch-size", 2]
+    arguments = [
+        "--prompts",
+        tiny_prompt_file,
+        "--kl-tokens",
+        KL_TOKENS,
+        "--batch-size",
+        2,
+    ]
     assert compare([tiny_llama_path, damaged, *arguments, "--json", json_path]) == 0
     report = read_report(json_path)["report"]
 
     # The same measurement, made by the engine on heretic's own Model (its prompt
     # formatting, its tokenizer settings, its PEFT wrapping).
-    model = heretic_model(tiny_llama_path, batch_size=2, system_prompt=default_system_prompt())
-    engine = TeacherForcedKLEngine(kl_tokens=KL_TOKENS, batch_size=2, log=lambda _: None)
+    model = heretic_model(
+        tiny_llama_path, batch_size=2, system_prompt=default_system_prompt()
+    )
+    engine = TeacherForcedKLEngine(
+        kl_tokens=KL_TOKENS, batch_size=2, log=lambda _: None
+    )
     engine.build_reference(model, prompts(TINY_PROMPTS))
     candidate = AutoModelForCausalLM.from_pretrained(damaged, dtype=torch.float32)
     measurement = engine.measure(candidate)
@@ -238,8 +276,12 @@ def test_adapter_exported_by_heretic(
 ) -> None:
     # heretic's own Model, abliterated through its LoRA adapters and exported as
     # heretic's "Export the abliteration LoRA only" does.
-    model = heretic_model(tiny_llama_path, batch_size=2, system_prompt=default_system_prompt())
-    engine = TeacherForcedKLEngine(kl_tokens=KL_TOKENS, batch_size=2, log=lambda _: None)
+    model = heretic_model(
+        tiny_llama_path, batch_size=2, system_prompt=default_system_prompt()
+    )
+    engine = TeacherForcedKLEngine(
+        kl_tokens=KL_TOKENS, batch_size=2, log=lambda _: None
+    )
     engine.build_reference(model, prompts(TINY_PROMPTS))
     damage(model, strength=0.5)
     expected = engine.measure(model.model)
@@ -247,7 +289,14 @@ def test_adapter_exported_by_heretic(
     model.model.save_pretrained(adapter_path)
 
     json_path = tmp_path / "report.json"
-    arguments = ["--prompts", tiny_prompt_file, "--kl-tokens", KL_TOKENS, "--json", json_path]
+    arguments = [
+        "--prompts",
+        tiny_prompt_file,
+        "--kl-tokens",
+        KL_TOKENS,
+        "--json",
+        json_path,
+    ]
     assert compare([tiny_llama_path, adapter_path, *arguments]) == 0
     document = read_report(json_path)
     assert document["candidate_kind"] == "adapter"
@@ -288,18 +337,26 @@ def test_lora_adapter_equals_its_merged_model(
     AutoTokenizer.from_pretrained(tiny_llama_path).save_pretrained(merged_path)
 
     arguments = ["--prompts", tiny_prompt_file, "--kl-tokens", KL_TOKENS, "--json"]
-    assert compare([tiny_llama_path, adapter_path, *arguments, tmp_path / "adapter.json"]) == 0
+    assert (
+        compare([tiny_llama_path, adapter_path, *arguments, tmp_path / "adapter.json"])
+        == 0
+    )
     output = capsys.readouterr().out
     assert "LoRA adapter" in output
     assert "base model" not in output  # No warning: the adapter names this base.
-    assert compare([tiny_llama_path, merged_path, *arguments, tmp_path / "merged.json"]) == 0
+    assert (
+        compare([tiny_llama_path, merged_path, *arguments, tmp_path / "merged.json"])
+        == 0
+    )
 
     adapter_document = read_report(tmp_path / "adapter.json")
     merged_report = read_report(tmp_path / "merged.json")["report"]
     adapter_report = adapter_document["report"]
     assert adapter_document["candidate_kind"] == "adapter"
     assert adapter_report["mean_kl"] > 1e-3
-    assert adapter_report["mean_kl"] == pytest.approx(merged_report["mean_kl"], rel=1e-4)
+    assert adapter_report["mean_kl"] == pytest.approx(
+        merged_report["mean_kl"], rel=1e-4
+    )
     check_consistency(adapter_report)
 
 
@@ -308,7 +365,9 @@ def test_progress_counts_each_prompt_once_per_step(tiny_llama_path: Path) -> Non
     prompt_model = ComparisonPromptModel(
         model, load_tokenizer(resolve_source(str(tiny_llama_path), "ORIGINAL"), False)
     )
-    engine = TeacherForcedKLEngine(kl_tokens=KL_TOKENS, batch_size=2, log=lambda _: None)
+    engine = TeacherForcedKLEngine(
+        kl_tokens=KL_TOKENS, batch_size=2, log=lambda _: None
+    )
     with ComparisonProgress(len(TINY_PROMPTS), enabled=False) as progress:
         with (
             progress.generation(prompt_model, "generate"),
@@ -331,7 +390,11 @@ def test_prompt_specifications(tiny_prompt_file: Path) -> None:
 
     specification = prompt_specification(
         json.dumps(
-            {"dataset": str(tiny_prompt_file), "split": "[:2]", "system_prompt": "Be brief."}
+            {
+                "dataset": str(tiny_prompt_file),
+                "split": "[:2]",
+                "system_prompt": "Be brief.",
+            }
         )
     )
     loaded = load_comparison_prompts(specification, "System.")
@@ -369,7 +432,10 @@ def test_missing_matplotlib_is_one_line(
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert (
-        compare(["/no/such/original", "/no/such/candidate", "--plot", tmp_path / "plot.png"]) == 2
+        compare(
+            ["/no/such/original", "/no/such/candidate", "--plot", tmp_path / "plot.png"]
+        )
+        == 2
     )
     assert "pip install 'heretic-teacher-forced-kl[plot]'" in single_error_line(capsys)
 
@@ -378,7 +444,9 @@ def test_missing_and_invalid_folders(
     tiny_llama_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert compare(["/no/such/original", tiny_llama_path]) == 2
-    assert "ORIGINAL: no model folder at '/no/such/original'" in single_error_line(capsys)
+    assert "ORIGINAL: no model folder at '/no/such/original'" in single_error_line(
+        capsys
+    )
 
     assert compare([tiny_llama_path, tmp_path / "missing"]) == 2
     assert "CANDIDATE: no model folder" in single_error_line(capsys)
@@ -396,7 +464,12 @@ def test_missing_and_invalid_folders(
 def test_bad_prompts(
     tiny_llama_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert compare([tiny_llama_path, tiny_llama_path, "--prompts", tmp_path / "missing.txt"]) == 2
+    assert (
+        compare(
+            [tiny_llama_path, tiny_llama_path, "--prompts", tmp_path / "missing.txt"]
+        )
+        == 2
+    )
     assert "--prompts: no file" in single_error_line(capsys)
 
     assert compare([tiny_llama_path, tiny_llama_path, "--prompts", "{not json"]) == 2
@@ -416,7 +489,9 @@ def test_different_vocabularies(
     config["vocab_size"] += 64
     (wider / "config.json").write_text(json.dumps(config))
     assert compare([tiny_llama_path, wider]) == 2
-    assert "vocabulary has 704 tokens and ORIGINAL's has 640" in single_error_line(capsys)
+    assert "vocabulary has 704 tokens and ORIGINAL's has 640" in single_error_line(
+        capsys
+    )
 
     # Same size, but two tokens have swapped identifiers.
     swapped = shutil.copytree(tiny_llama_path, tmp_path / "swapped")
@@ -451,12 +526,16 @@ def test_adapter_for_another_base_model(
     arguments = ["--prompts", tiny_prompt_file, "--kl-tokens", "2"]
     assert compare([tiny_llama_path, narrow_adapter, *arguments]) == 2
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "names" in lines[0] and "narrow-base" in lines[0]  # The warning about the name.
+    assert (
+        "names" in lines[0] and "narrow-base" in lines[0]
+    )  # The warning about the name.
     assert lines[-1].startswith("heretic-kl: error: CANDIDATE: the adapter")
     assert "does not fit ORIGINAL" in lines[-1] and "narrow-base" in lines[-1]
 
     # A base model with one more layer: the adapter has weights for a missing layer.
-    deeper_base = build_tiny_model(tmp_path / "deeper-base", "llama", num_hidden_layers=4)
+    deeper_base = build_tiny_model(
+        tmp_path / "deeper-base", "llama", num_hidden_layers=4
+    )
     deeper_adapter = tmp_path / "deeper-adapter"
     save_lora_adapter(deeper_base, deeper_adapter)
     assert compare([tiny_llama_path, deeper_adapter, *arguments]) == 2

@@ -24,8 +24,12 @@ def test_kl_per_position_matches_definition() -> None:
     generator = torch.Generator().manual_seed(0)
     reference = log_probabilities(torch.randn(2, 3, 11, generator=generator))
     current = log_probabilities(torch.randn(2, 3, 11, generator=generator))
-    expected = (reference.double().exp() * (reference.double() - current.double())).sum(-1)
-    assert torch.allclose(kl_divergence_per_position(reference, current).double(), expected, atol=1e-6)
+    expected = (reference.double().exp() * (reference.double() - current.double())).sum(
+        -1
+    )
+    assert torch.allclose(
+        kl_divergence_per_position(reference, current).double(), expected, atol=1e-6
+    )
 
 
 def test_kl_of_identical_distributions_is_zero() -> None:
@@ -35,13 +39,18 @@ def test_kl_of_identical_distributions_is_zero() -> None:
 
 
 def test_log_probabilities_are_float32_even_for_bfloat16_logits() -> None:
-    assert log_probabilities(torch.randn(2, 5, dtype=torch.bfloat16)).dtype == torch.float32
+    assert (
+        log_probabilities(torch.randn(2, 5, dtype=torch.bfloat16)).dtype
+        == torch.float32
+    )
 
 
 def test_first_position_equals_heretic_batchmean() -> None:
     reference = log_probabilities(torch.randn(4, 1, 20))
     current = log_probabilities(torch.randn(4, 1, 20))
-    heretic = F.kl_div(current[:, 0], reference[:, 0], reduction="batchmean", log_target=True)
+    heretic = F.kl_div(
+        current[:, 0], reference[:, 0], reduction="batchmean", log_target=True
+    )
     ours = masked_weighted_mean(
         kl_divergence_per_position(reference, current),
         torch.ones(4, 1, dtype=torch.bool),
@@ -63,7 +72,9 @@ def test_counted_positions_include_first_end_of_sequence_only() -> None:
 def test_mean_is_over_counted_positions_and_not_scaled_by_length() -> None:
     values = torch.tensor([[1.0, 3.0, 100.0], [2.0, 2.0, 2.0]])
     counted = torch.tensor([[True, True, False], [True, True, True]])
-    assert masked_weighted_mean(values, counted, position_weights(3, 1.0)) == pytest.approx(2.0)
+    assert masked_weighted_mean(
+        values, counted, position_weights(3, 1.0)
+    ) == pytest.approx(2.0)
 
 
 def test_geometric_weights_emphasize_early_positions() -> None:
@@ -76,7 +87,11 @@ def test_geometric_weights_emphasize_early_positions() -> None:
 
 def test_mean_without_counted_positions_is_an_error() -> None:
     with pytest.raises(ValueError, match="No position is counted"):
-        masked_weighted_mean(torch.ones(1, 2), torch.zeros(1, 2, dtype=torch.bool), position_weights(2, 1.0))
+        masked_weighted_mean(
+            torch.ones(1, 2),
+            torch.zeros(1, 2, dtype=torch.bool),
+            position_weights(2, 1.0),
+        )
 
 
 def test_position_means_skip_masked_prompts() -> None:
@@ -85,7 +100,9 @@ def test_position_means_skip_masked_prompts() -> None:
     means = masked_position_means(values, counted)
     assert means[0] == pytest.approx(2.0)
     assert means[1] == pytest.approx(5.0)
-    assert math.isnan(masked_position_means(values, torch.tensor([[True, False], [True, False]]))[1])
+    assert math.isnan(
+        masked_position_means(values, torch.tensor([[True, False], [True, False]]))[1]
+    )
 
 
 def test_position_means_display_is_compact() -> None:

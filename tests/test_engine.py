@@ -38,9 +38,13 @@ def original_model(model: Model) -> None:
     model.reset_model()
 
 
-def engine_for(model: Model, kl_tokens: int = KL_TOKENS, batch_size: int = 3) -> TeacherForcedKLEngine:
+def engine_for(
+    model: Model, kl_tokens: int = KL_TOKENS, batch_size: int = 3
+) -> TeacherForcedKLEngine:
     """An engine whose reference was built from `model` as it is now."""
-    engine = TeacherForcedKLEngine(kl_tokens=kl_tokens, batch_size=batch_size, log=lambda _: None)
+    engine = TeacherForcedKLEngine(
+        kl_tokens=kl_tokens, batch_size=batch_size, log=lambda _: None
+    )
     engine.build_reference(model, prompts())
     return engine
 
@@ -49,11 +53,16 @@ def formatted_prompt_ids(model: Model, user: str) -> torch.Tensor:
     """One prompt's token ids, formatted independently of the engine, without padding."""
     prompt = prompts([user])[0]
     text = model.tokenizer.apply_chat_template(
-        [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}],
+        [
+            {"role": "system", "content": prompt.system},
+            {"role": "user", "content": prompt.user},
+        ],
         add_generation_prompt=True,
         tokenize=False,
     )
-    return model.tokenizer(text, return_tensors="pt", return_token_type_ids=False)["input_ids"]
+    return model.tokenizer(text, return_tensors="pt", return_token_type_ids=False)[
+        "input_ids"
+    ]
 
 
 def independent_kl(model: Model, kl_tokens: int) -> tuple[float, list[list[int]]]:
@@ -74,17 +83,27 @@ def independent_kl(model: Model, kl_tokens: int) -> tuple[float, list[list[int]]
             with double_model.disable_adapter():
                 sequence = ids
                 for _ in range(kl_tokens):
-                    next_token = int(double_model(input_ids=sequence).logits[0, -1].argmax())
+                    next_token = int(
+                        double_model(input_ids=sequence).logits[0, -1].argmax()
+                    )
                     continuation.append(next_token)
-                    sequence = torch.cat([sequence, torch.tensor([[next_token]])], dim=1)
+                    sequence = torch.cat(
+                        [sequence, torch.tensor([[next_token]])], dim=1
+                    )
                     if next_token in end_ids:
                         break
             continuations.append(continuation)
-            full = torch.cat([ids, torch.tensor([continuation[:-1]], dtype=ids.dtype)], dim=1)
+            full = torch.cat(
+                [ids, torch.tensor([continuation[:-1]], dtype=ids.dtype)], dim=1
+            )
             scored = len(continuation)
             with double_model.disable_adapter():
-                original = F.log_softmax(double_model(input_ids=full).logits[0, -scored:], dim=-1)
-            current = F.log_softmax(double_model(input_ids=full).logits[0, -scored:], dim=-1)
+                original = F.log_softmax(
+                    double_model(input_ids=full).logits[0, -scored:], dim=-1
+                )
+            current = F.log_softmax(
+                double_model(input_ids=full).logits[0, -scored:], dim=-1
+            )
             kl = (original.exp() * (original - current)).sum(dim=-1)
             total += float(kl.sum())
             count += scored
@@ -117,7 +136,10 @@ def test_damaged_score_matches_independent_float64_computation(model: Model) -> 
     value = engine.score(model.model)
     expected, continuations = independent_kl(model, KL_TOKENS)
     for row, continuation in enumerate(continuations):
-        assert engine.measure(model.model).targets[row, : len(continuation)].tolist() == continuation
+        assert (
+            engine.measure(model.model).targets[row, : len(continuation)].tolist()
+            == continuation
+        )
     assert value > 0
     assert value == pytest.approx(expected, rel=1e-3)
 
@@ -146,7 +168,9 @@ def test_single_token_equals_heretic_first_token_kl(model: Model) -> None:
     original = model.get_logprobs_batched(prompts())
     damage(model, strength=0.05)
     current = model.get_logprobs_batched(prompts())
-    first_token_kl = F.kl_div(current, original, reduction="batchmean", log_target=True).item()
+    first_token_kl = F.kl_div(
+        current, original, reduction="batchmean", log_target=True
+    ).item()
     assert first_token_kl > 0
     assert engine.score(model.model) == pytest.approx(first_token_kl, abs=1e-5)
 
@@ -160,7 +184,9 @@ def test_first_position_of_longer_reference_is_first_token_kl(model: Model) -> N
     )
 
 
-def test_reference_ending_early_is_masked_after_end_of_sequence(tiny_llama_path: Path) -> None:
+def test_reference_ending_early_is_masked_after_end_of_sequence(
+    tiny_llama_path: Path,
+) -> None:
     model = heretic_model(tiny_llama_path, batch_size=3)
     probe = engine_for(model)
     # Declare the second reference token of the first prompt an end-of-sequence

@@ -56,7 +56,9 @@ def smoke_run(
         ["--smoke", "--model", str(smollm2_path), "--output-dir", str(output_directory)]
     )
     assert status == 0
-    results = json.loads((output_directory / "results.json").read_text(encoding="utf-8"))
+    results = json.loads(
+        (output_directory / "results.json").read_text(encoding="utf-8")
+    )
     return output_directory, results
 
 
@@ -66,7 +68,9 @@ def models_by_name(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.smollm2
-def test_original_has_no_divergence_and_no_damage(smoke_run: tuple[Path, dict[str, Any]]) -> None:
+def test_original_has_no_divergence_and_no_damage(
+    smoke_run: tuple[Path, dict[str, Any]],
+) -> None:
     _, results = smoke_run
     original = models_by_name(results)["original"]
     assert original["is_original"]
@@ -120,7 +124,11 @@ def test_outputs_are_written(smoke_run: tuple[Path, dict[str, Any]]) -> None:
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     with (output_directory / "models.csv").open(encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
-    assert [row["name"] for row in rows] == ["original", "abliteration-01", "abliteration-02"]
+    assert [row["name"] for row in rows] == [
+        "original",
+        "abliteration-01",
+        "abliteration-02",
+    ]
     assert results["command"].startswith("python studies/evidence.py --smoke")
     summary = (output_directory / "summary.md").read_text(encoding="utf-8")
     assert "teacher-forced KL, N=16" in summary and "abliteration-02" in summary
@@ -165,9 +173,11 @@ def test_spearman_matches_scipy() -> None:
     for _ in range(5):
         x = generator.integers(0, 6, size=25).astype(float)
         y = x + generator.normal(size=25)
-        assert spearman(x, y) == pytest.approx(float(spearmanr(x, y).statistic), abs=1e-12)
+        assert spearman(x, y) == pytest.approx(
+            float(spearmanr(x, y).statistic), abs=1e-12
+        )
     assert math.isnan(spearman(np.ones(5), np.arange(5.0)))
-    assert spearman(np.arange(6.0), -np.arange(6.0) ** 3) == pytest.approx(-1.0)
+    assert spearman(np.arange(6.0), -(np.arange(6.0) ** 3)) == pytest.approx(-1.0)
 
 
 def test_partial_spearman_removes_a_shared_cause() -> None:
@@ -197,8 +207,13 @@ def test_bootstrap_intervals_bracket_a_strong_correlation() -> None:
 def test_sampling_stays_in_heretic_ranges_and_is_reproducible() -> None:
     last = 29
     components = ["attn.o_proj", "mlp.down_proj"]
-    sampled = sample_abliterations(60, seed=7, last_layer_index=last, components=components)
-    assert {abliteration.direction_scope for abliteration in sampled} == {"global", "per layer"}
+    sampled = sample_abliterations(
+        60, seed=7, last_layer_index=last, components=components
+    )
+    assert {abliteration.direction_scope for abliteration in sampled} == {
+        "global",
+        "per layer",
+    }
     for abliteration in sampled:
         assert 0.4 * last <= abliteration.sampled_direction_index <= 0.9 * last
         if abliteration.direction_scope == "per layer":
@@ -211,7 +226,11 @@ def test_sampling_stays_in_heretic_ranges_and_is_reproducible() -> None:
             assert 0.6 * last <= parameters.max_weight_position <= last
             assert 0.0 <= parameters.min_weight <= parameters.max_weight
             assert 1.0 <= parameters.min_weight_distance <= 0.6 * last
-    again = sample_abliterations(60, seed=7, last_layer_index=last, components=components)
+    again = sample_abliterations(
+        60, seed=7, last_layer_index=last, components=components
+    )
     assert records(again) == records(sampled)
-    other = sample_abliterations(60, seed=8, last_layer_index=last, components=components)
+    other = sample_abliterations(
+        60, seed=8, last_layer_index=last, components=components
+    )
     assert records(other) != records(sampled)

@@ -21,7 +21,10 @@ from pydantic_settings import BaseSettings
 
 from heretic_teacher_forced_kl import TeacherForcedKL
 from heretic_teacher_forced_kl.cli.arguments import LauncherError, effective_settings
-from heretic_teacher_forced_kl.cli.launch import replace_kl_scorer, settings_with_scorer_table
+from heretic_teacher_forced_kl.cli.launch import (
+    replace_kl_scorer,
+    settings_with_scorer_table,
+)
 from heretic_teacher_forced_kl.cli.registry import (
     BUILT_IN_KL_PLUGIN,
     ENTRY_POINT_GROUP,
@@ -30,13 +33,20 @@ from heretic_teacher_forced_kl.cli.registry import (
 )
 
 TESTS_DIRECTORY = Path(__file__).resolve().parent
-PROMPTS_DIRECTORY = TESTS_DIRECTORY.parent / "src" / "heretic_teacher_forced_kl" / "data" / "prompts"
+PROMPTS_DIRECTORY = (
+    TESTS_DIRECTORY.parent / "src" / "heretic_teacher_forced_kl" / "data" / "prompts"
+)
 LAUNCHER = [sys.executable, "-m", "heretic_teacher_forced_kl.cli"]
-KEYWORD_RATE = {"plugin": "heretic.scorers.keyword_rate.KeywordRate", "optimization": "minimize"}
+KEYWORD_RATE = {
+    "plugin": "heretic.scorers.keyword_rate.KeywordRate",
+    "optimization": "minimize",
+}
 TEACHER_FORCED_KL_PLUGIN = "heretic_teacher_forced_kl.TeacherForcedKL"
 
 
-def run_launcher(arguments: list[str], directory: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+def run_launcher(
+    arguments: list[str], directory: Path, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
     """Runs `heretic-kl` with `arguments` in `directory`, without a terminal."""
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     environment.pop("HERETIC_MODEL", None)
@@ -79,7 +89,12 @@ def write_study_config(directory: Path, extra: str = "") -> None:
 
 def teacher_forced_values(output: str) -> list[float]:
     """The teacher-forced KL divergence of every evaluation the launcher printed."""
-    return [float(value) for value in re.findall(r"KL divergence \(teacher-forced\): ([-\d.eE+nai]+)", output)]
+    return [
+        float(value)
+        for value in re.findall(
+            r"KL divergence \(teacher-forced\): ([-\d.eE+nai]+)", output
+        )
+    ]
 
 
 # Scorer names.
@@ -98,7 +113,10 @@ def test_kl_divergence_names_heretic_built_in_scorer() -> None:
 
 
 def test_unknown_scorer_lists_registered_names() -> None:
-    with pytest.raises(ValueError, match=r"unknown scorer 'first-token'; registered scorers: kl-divergence, teacher-forced-kl"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown scorer 'first-token'; registered scorers: kl-divergence, teacher-forced-kl",
+    ):
         resolve_scorer("first-token")
 
 
@@ -106,7 +124,9 @@ def test_unknown_scorer_lists_registered_names() -> None:
 
 
 def test_flags_win_over_config_table() -> None:
-    config = {"scorer": {"TeacherForcedKL": {"kl_tokens": 4, "position_weight_decay": 0.5}}}
+    config = {
+        "scorer": {"TeacherForcedKL": {"kl_tokens": 4, "position_weight_decay": 0.5}}
+    }
     settings, prompts_set = effective_settings(config, {"kl_tokens": 2})
     assert settings.kl_tokens == 2
     assert settings.position_weight_decay == 0.5
@@ -114,7 +134,9 @@ def test_flags_win_over_config_table() -> None:
 
 
 def test_config_table_applies_without_flags() -> None:
-    config = {"scorer": {"TeacherForcedKL": {"kl_tokens": 6, "prompts": {"dataset": "x.txt"}}}}
+    config = {
+        "scorer": {"TeacherForcedKL": {"kl_tokens": 6, "prompts": {"dataset": "x.txt"}}}
+    }
     settings, prompts_set = effective_settings(config, {})
     assert settings.kl_tokens == 6
     assert settings.prompts.dataset == "x.txt"
@@ -122,7 +144,9 @@ def test_config_table_applies_without_flags() -> None:
 
 
 def test_invalid_config_table_is_a_one_line_error() -> None:
-    with pytest.raises(LauncherError, match=r"config.toml \[scorer.TeacherForcedKL\] kl_tokens"):
+    with pytest.raises(
+        LauncherError, match=r"config.toml \[scorer.TeacherForcedKL\] kl_tokens"
+    ):
         effective_settings({"scorer": {"TeacherForcedKL": {"kl_tokens": 0}}}, {})
 
 
@@ -145,7 +169,10 @@ def test_chosen_scorer_is_appended_when_no_kl_scorer_is_configured() -> None:
 
 
 def test_built_in_kl_can_replace_teacher_forced_kl() -> None:
-    scorers = [KEYWORD_RATE, {"plugin": TEACHER_FORCED_KL_PLUGIN, "optimization": "none"}]
+    scorers = [
+        KEYWORD_RATE,
+        {"plugin": TEACHER_FORCED_KL_PLUGIN, "optimization": "none"},
+    ]
     assert replace_kl_scorer(scorers, BUILT_IN_KL_PLUGIN)[1] == {
         "plugin": BUILT_IN_KL_PLUGIN,
         "optimization": "none",
@@ -155,7 +182,11 @@ def test_built_in_kl_can_replace_teacher_forced_kl() -> None:
 def run_plugin_host(arguments: list[str], directory: Path) -> dict[str, Any]:
     """Runs the launcher against the plugin-API host double and returns what the host saw."""
     result = subprocess.run(
-        [sys.executable, str(TESTS_DIRECTORY / "launcher_plugin_host_driver.py"), *arguments],
+        [
+            sys.executable,
+            str(TESTS_DIRECTORY / "launcher_plugin_host_driver.py"),
+            *arguments,
+        ],
         cwd=directory,
         capture_output=True,
         text=True,
@@ -170,7 +201,9 @@ def test_plugin_host_runs_chosen_scorer_with_flag_settings(tmp_path: Path) -> No
     (tmp_path / "config.toml").write_text(
         "n_trials = 7\n[scorer.TeacherForcedKL]\nkl_tokens = 4\nposition_weight_decay = 0.5\n"
     )
-    host = run_plugin_host(["--kl-tokens", "2", "--n-trials", "5", "some-owner/some-model"], tmp_path)
+    host = run_plugin_host(
+        ["--kl-tokens", "2", "--n-trials", "5", "some-owner/some-model"], tmp_path
+    )
     assert host["model"] == "some-owner/some-model"
     assert host["n_trials"] == 5
     assert [scorer["plugin"] for scorer in host["scorers"]] == [
@@ -183,13 +216,17 @@ def test_plugin_host_runs_chosen_scorer_with_flag_settings(tmp_path: Path) -> No
     assert host["saved_scorer_tables"]["TeacherForcedKL"] == expected_table
 
 
-def test_plugin_host_keeps_configured_scorers_and_their_directions(tmp_path: Path) -> None:
+def test_plugin_host_keeps_configured_scorers_and_their_directions(
+    tmp_path: Path,
+) -> None:
     scorers = [
         {"plugin": BUILT_IN_KL_PLUGIN, "optimization": "none"},
         {"plugin": "my_package.Fluency", "optimization": "maximize"},
     ]
     host = run_plugin_host(["--scorers", json.dumps(scorers), "owner/model"], tmp_path)
-    assert [(scorer["plugin"], scorer["optimization"]) for scorer in host["scorers"]] == [
+    assert [
+        (scorer["plugin"], scorer["optimization"]) for scorer in host["scorers"]
+    ] == [
         (TEACHER_FORCED_KL_PLUGIN, "none"),
         ("my_package.Fluency", "maximize"),
     ]
@@ -198,19 +235,30 @@ def test_plugin_host_keeps_configured_scorers_and_their_directions(tmp_path: Pat
 def test_plugin_host_can_run_built_in_kl_for_comparison(tmp_path: Path) -> None:
     host = run_plugin_host(["--scorer", "kl-divergence", "owner/model"], tmp_path)
     assert BUILT_IN_KL_PLUGIN in [scorer["plugin"] for scorer in host["scorers"]]
-    assert TEACHER_FORCED_KL_PLUGIN not in [scorer["plugin"] for scorer in host["scorers"]]
+    assert TEACHER_FORCED_KL_PLUGIN not in [
+        scorer["plugin"] for scorer in host["scorers"]
+    ]
 
 
-def test_scorer_table_source_merges_below_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scorer_table_source_merges_below_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sys.path.insert(0, str(TESTS_DIRECTORY))
     from doubles.plugin_host_main import Settings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["heretic", "--model", "m"])
-    (tmp_path / "config.toml").write_text("[scorer.TeacherForcedKL]\nkl_tokens = 4\nbatch_size = 2\n")
-    patched: type[BaseSettings] = settings_with_scorer_table(Settings, "TeacherForcedKL", {"kl_tokens": 8})
+    (tmp_path / "config.toml").write_text(
+        "[scorer.TeacherForcedKL]\nkl_tokens = 4\nbatch_size = 2\n"
+    )
+    patched: type[BaseSettings] = settings_with_scorer_table(
+        Settings, "TeacherForcedKL", {"kl_tokens": 8}
+    )
     settings = patched()
-    assert settings.model_extra["scorer"]["TeacherForcedKL"] == {"kl_tokens": 8, "batch_size": 2}
+    assert settings.model_extra["scorer"]["TeacherForcedKL"] == {
+        "kl_tokens": 8,
+        "batch_size": 2,
+    }
 
 
 # Bad input: a one-line error and exit status 2 before any model is loaded.
@@ -219,19 +267,45 @@ def test_scorer_table_source_merges_below_command_line(tmp_path: Path, monkeypat
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--scorer", "nonsense", "owner/model"], "--scorer: unknown scorer 'nonsense'; registered scorers:"),
-        (["--kl-tokens", "0", "owner/model"], "--kl-tokens: Input should be greater than or equal to 1 (got 0)"),
-        (["--kl-tokens", "-3", "owner/model"], "--kl-tokens: Input should be greater than or equal to 1 (got -3)"),
-        (["--kl-tokens", "2.5", "owner/model"], "--kl-tokens: expected an integer, got '2.5'"),
-        (["--kl-tokens", "many", "owner/model"], "--kl-tokens: expected an integer, got 'many'"),
-        (["--position-weight-decay", "0", "owner/model"], "--position-weight-decay: Input should be greater than 0"),
-        (["--reference-storage", "disk", "owner/model"], "--reference-storage: Input should be 'auto', 'device' or 'cpu'"),
+        (
+            ["--scorer", "nonsense", "owner/model"],
+            "--scorer: unknown scorer 'nonsense'; registered scorers:",
+        ),
+        (
+            ["--kl-tokens", "0", "owner/model"],
+            "--kl-tokens: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            ["--kl-tokens", "-3", "owner/model"],
+            "--kl-tokens: Input should be greater than or equal to 1 (got -3)",
+        ),
+        (
+            ["--kl-tokens", "2.5", "owner/model"],
+            "--kl-tokens: expected an integer, got '2.5'",
+        ),
+        (
+            ["--kl-tokens", "many", "owner/model"],
+            "--kl-tokens: expected an integer, got 'many'",
+        ),
+        (
+            ["--position-weight-decay", "0", "owner/model"],
+            "--position-weight-decay: Input should be greater than 0",
+        ),
+        (
+            ["--reference-storage", "disk", "owner/model"],
+            "--reference-storage: Input should be 'auto', 'device' or 'cpu'",
+        ),
         (["./no/such/model"], "MODEL: no model folder at './no/such/model'"),
         (["--model", "/no/such/model"], "MODEL: no model folder at '/no/such/model'"),
-        (["--scorer", "kl-divergence", "--kl-tokens", "3", "owner/model"], "--kl-tokens: these options configure teacher-forced-kl"),
+        (
+            ["--scorer", "kl-divergence", "--kl-tokens", "3", "owner/model"],
+            "--kl-tokens: these options configure teacher-forced-kl",
+        ),
     ],
 )
-def test_bad_input_stops_before_loading_a_model(tmp_path: Path, arguments: list[str], message: str) -> None:
+def test_bad_input_stops_before_loading_a_model(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
     result = run_launcher(arguments, tmp_path, timeout=120)
     output = (result.stdout + result.stderr).strip()
     assert result.returncode == 2
@@ -262,9 +336,13 @@ def test_help_shows_launcher_and_heretic_options(tmp_path: Path) -> None:
 
 
 @pytest.mark.end_to_end
-def test_study_reports_teacher_forced_kl_for_every_trial(tmp_path: Path, tiny_llama_path: Path) -> None:
+def test_study_reports_teacher_forced_kl_for_every_trial(
+    tmp_path: Path, tiny_llama_path: Path
+) -> None:
     write_study_config(tmp_path, "\n[scorer.TeacherForcedKL]\nkl_tokens = 5\n")
-    result = run_launcher(["--non-interactive", "--kl-tokens", "3", str(tiny_llama_path)], tmp_path)
+    result = run_launcher(
+        ["--non-interactive", "--kl-tokens", "3", str(tiny_llama_path)], tmp_path
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     values = teacher_forced_values(output)
@@ -289,7 +367,11 @@ def test_damaged_model_teacher_forced_kl_differs_from_first_token_kl(
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "mlp.down_proj" in name:
-                parameter.add_(0.5 * parameter.std() * torch.randn(parameter.shape, generator=generator))
+                parameter.add_(
+                    0.5
+                    * parameter.std()
+                    * torch.randn(parameter.shape, generator=generator)
+                )
     model.save_pretrained(damaged_path)
     for file in tiny_llama_path.iterdir():
         if "token" in file.name or file.name.endswith(".jinja"):
@@ -300,7 +382,10 @@ def test_damaged_model_teacher_forced_kl_differs_from_first_token_kl(
 
     first_token = run_launcher(["--scorer", "kl-divergence", *evaluate], tmp_path)
     assert first_token.returncode == 0, first_token.stderr[-3000:]
-    (first_token_kl,) = [float(value) for value in re.findall(r"KL divergence: ([\d.]+)", first_token.stdout)]
+    (first_token_kl,) = [
+        float(value)
+        for value in re.findall(r"KL divergence: ([\d.]+)", first_token.stdout)
+    ]
 
     single = run_launcher(["--kl-tokens", "1", *evaluate], tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -316,12 +401,20 @@ def test_damaged_model_teacher_forced_kl_differs_from_first_token_kl(
 
 
 def test_non_interactive_answers_use_command_line_values_and_otherwise_exit() -> None:
-    from heretic_teacher_forced_kl.cli.launch import non_interactive_answer, non_interactive_select
+    from heretic_teacher_forced_kl.cli.launch import (
+        non_interactive_answer,
+        non_interactive_select,
+    )
 
     assert non_interactive_answer(2, question=object()) == 2
     # heretic master's menus all use "" for "Exit program".
     assert non_interactive_answer(None, question=object()) == ""
     # heretic 1.4.0's trial menu.
-    assert non_interactive_select("Which trial do you want to use?", ["continue", ""]) == ""
+    assert (
+        non_interactive_select("Which trial do you want to use?", ["continue", ""])
+        == ""
+    )
     # Any other menu of heretic 1.4.0 (such as resuming a study) exits too.
-    assert non_interactive_select("How would you like to proceed?", ["continue", ""]) == ""
+    assert (
+        non_interactive_select("How would you like to proceed?", ["continue", ""]) == ""
+    )

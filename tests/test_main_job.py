@@ -8,41 +8,26 @@ heretic from the example's folder. The study itself is the README's main job;
 these checks catch a configuration that would stop it before the first trial.
 """
 
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
+from conftest import REPOSITORY_ROOT
 from heretic.config import Settings
+from heretic_host import neutral_command_line
 
 from heretic_teacher_forced_kl.cli.arguments import effective_settings, read_config_file
-from heretic_teacher_forced_kl.cli.launch import has_plugin_api, settings_without_plugin_tables
-
-from conftest import REPOSITORY_ROOT
+from heretic_teacher_forced_kl.cli.launch import (
+    has_plugin_api,
+    settings_without_plugin_tables,
+)
 
 EXAMPLE_FOLDER = REPOSITORY_ROOT / "examples" / "smollm2"
 MAIN_JOB_SCRIPT = REPOSITORY_ROOT / "scripts" / "main_job.sh"
 
 
-@contextmanager
-def in_example_folder() -> Iterator[None]:
-    """Runs the block from the example's folder with heretic's bare command line."""
-    saved_arguments = sys.argv
-    saved_directory = os.getcwd()
-    sys.argv = ["heretic"]
-    os.chdir(EXAMPLE_FOLDER)
-    try:
-        yield
-    finally:
-        sys.argv = saved_arguments
-        os.chdir(saved_directory)
-
-
 def example_heretic_settings() -> Settings:
     """The installed heretic's settings as the main job's `heretic-kl` run builds them."""
-    settings_class = Settings if has_plugin_api() else settings_without_plugin_tables(Settings)
-    with in_example_folder():
+    settings_class = (
+        Settings if has_plugin_api() else settings_without_plugin_tables(Settings)
+    )
+    with neutral_command_line(EXAMPLE_FOLDER):
         return settings_class(model="SmolLM2-135M-Instruct")
 
 
@@ -55,20 +40,37 @@ def test_installed_heretic_accepts_the_main_job_config() -> None:
 
 
 def test_main_job_measures_teacher_forced_kl_over_three_tokens() -> None:
-    settings, prompts_set = effective_settings(read_config_file(EXAMPLE_FOLDER / "config.toml"), {})
+    settings, prompts_set = effective_settings(
+        read_config_file(EXAMPLE_FOLDER / "config.toml"), {}
+    )
     assert settings.kl_tokens == 3
     # The scorer falls back to heretic's good evaluation prompts.
     assert prompts_set is False
-    assert "--scorer teacher-forced-kl --kl-tokens 3 --non-interactive" in MAIN_JOB_SCRIPT.read_text()
+    assert (
+        "--scorer teacher-forced-kl --kl-tokens 3 --non-interactive"
+        in MAIN_JOB_SCRIPT.read_text()
+    )
 
 
 def test_every_prompt_file_of_the_main_job_has_enough_prompts() -> None:
-    settings = example_heretic_settings()
-    for name in ("good_prompts", "bad_prompts", "good_evaluation_prompts", "bad_evaluation_prompts"):
-        specification = getattr(settings, name)
-        path = (EXAMPLE_FOLDER / specification.dataset).resolve()
+    config = read_config_file(EXAMPLE_FOLDER / "config.toml")
+    for name in (
+        "good_prompts",
+        "bad_prompts",
+        "good_evaluation_prompts",
+        "bad_evaluation_prompts",
+    ):
+        specification = config[name]
+        path = (EXAMPLE_FOLDER / specification["dataset"]).resolve()
         assert path.is_file(), f"{name}: {path} is missing"
-        assert specification.split.startswith("[:") and specification.split.endswith("]")
-        wanted = int(specification.split[2:-1])
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        assert len(lines) >= wanted, f"{name}: {path} has {len(lines)} prompts, the split asks for {wanted}"
+        split = specification["split"]
+        assert split.startswith("[:") and split.endswith("]")
+        wanted = int(split[2:-1])
+        lines = [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+        assert len(lines) >= wanted, (
+            f"{name}: {path} has {len(lines)} prompts, the split asks for {wanted}"
+        )

@@ -31,8 +31,12 @@ def test_multimodal_model_scores_like_text_models(
     import heretic.model
 
     monkeypatch.setattr(heretic.model, "AutoProcessor", NoProcessor)
-    model = heretic_model(build_tiny_multimodal_model(tmp_path / "gemma3"), batch_size=3)
-    assert type(model.model.base_model.model).__name__ == "Gemma3ForConditionalGeneration"
+    model = heretic_model(
+        build_tiny_multimodal_model(tmp_path / "gemma3"), batch_size=3
+    )
+    assert (
+        type(model.model.base_model.model).__name__ == "Gemma3ForConditionalGeneration"
+    )
 
     engine = TeacherForcedKLEngine(kl_tokens=4, batch_size=3, log=lambda _: None)
     engine.build_reference(model, prompts())
@@ -46,9 +50,13 @@ def test_multimodal_model_scores_like_text_models(
     baseline = model.get_logprobs_batched(prompts())
     damage(model, strength=5.0)
     current = model.get_logprobs_batched(prompts())
-    first_token_kl = F.kl_div(current, baseline, reduction="batchmean", log_target=True).item()
+    first_token_kl = F.kl_div(
+        current, baseline, reduction="batchmean", log_target=True
+    ).item()
 
     damaged = engine.measure(model.model)
     assert damaged.mean > 1e-4
-    assert single.score(model.model) == pytest.approx(first_token_kl, rel=1e-4, abs=1e-7)
+    assert single.score(model.model) == pytest.approx(
+        first_token_kl, rel=1e-4, abs=1e-7
+    )
     assert damaged.first_token_mean == pytest.approx(first_token_kl, rel=1e-4, abs=1e-7)

@@ -23,7 +23,9 @@ TESTS_DIRECTORY = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def observations(tiny_llama_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def observations(
+    tiny_llama_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     directory = tmp_path_factory.mktemp("plugin-contract")
     prompt_file = directory / "prompts.txt"
     prompt_file.write_text(
@@ -54,7 +56,9 @@ def test_scorer_subclasses_heretic_scorer(observations: dict[str, Any]) -> None:
     assert observations["subclasses_real_scorer"] is True
 
 
-def test_heretic_loads_scorer_by_import_and_file_path(observations: dict[str, Any]) -> None:
+def test_heretic_loads_scorer_by_import_and_file_path(
+    observations: dict[str, Any],
+) -> None:
     assert observations["loaded_by_import_path"] is True
     assert observations["loaded_by_file_path"] is True
     assert observations["loaded_by_relative_file_path"] is True
@@ -78,7 +82,9 @@ def test_bad_kl_tokens_is_a_one_line_error_naming_the_setting(
     observations: dict[str, Any], case: str
 ) -> None:
     error = observations[f"bad_kl_tokens_{case}"]
-    assert error.startswith("ValueError: Invalid [scorer.TeacherForcedKL] setting: kl_tokens")
+    assert error.startswith(
+        "ValueError: Invalid [scorer.TeacherForcedKL] setting: kl_tokens"
+    )
     assert "\n" not in error
 
 
@@ -90,14 +96,20 @@ def test_scores_are_heretic_scores(observations: dict[str, Any]) -> None:
     assert observations["damaged_value"] > 0
     assert "per token" in observations["damaged_rich"]
     assert "per token" in observations["damaged_markdown"]
-    assert observations["damaged_rich"].startswith(f"{observations['damaged_value']:.4f}")
+    assert observations["damaged_rich"].startswith(
+        f"{observations['damaged_value']:.4f}"
+    )
     assert observations["score_name"] == "KL divergence (teacher-forced, 3 tokens)"
 
 
-def test_single_token_equals_built_in_first_token_kl(observations: dict[str, Any]) -> None:
+def test_single_token_equals_built_in_first_token_kl(
+    observations: dict[str, Any],
+) -> None:
     assert observations["built_in_first_token_kl"] > 0
     assert math.isclose(
-        observations["single_token_value"], observations["built_in_first_token_kl"], abs_tol=1e-5
+        observations["single_token_value"],
+        observations["built_in_first_token_kl"],
+        abs_tol=1e-5,
     )
 
 
@@ -105,7 +117,10 @@ def test_single_token_equals_built_in_first_token_kl(observations: dict[str, Any
     ("case", "expected"),
     [
         ("empty_prompts_error", "ValueError: [scorer.TeacherForcedKL] prompts:"),
-        ("missing_prompts_error", "ValueError: [scorer.TeacherForcedKL] prompts: no file"),
+        (
+            "missing_prompts_error",
+            "ValueError: [scorer.TeacherForcedKL] prompts: no file",
+        ),
         ("no_model_error", "RuntimeError: TeacherForcedKL needs the model"),
     ],
 )

@@ -66,10 +66,14 @@ def test_report_of_known_measurement() -> None:
     ]
     assert report.negative_log_likelihood_change == pytest.approx(sum(nll_change) / 5)
     assert report.perplexity_ratio == pytest.approx(math.exp(sum(nll_change) / 5))
-    assert report.mean_probability_change == pytest.approx((-0.1 + 0.0 - 0.2 - 0.09 - 0.35) / 5)
+    assert report.mean_probability_change == pytest.approx(
+        (-0.1 + 0.0 - 0.2 - 0.09 - 0.35) / 5
+    )
 
     assert [position.counted for position in report.positions] == [2, 2, 1]
-    assert [position.mean_kl for position in report.positions] == pytest.approx([0.3, 0.45, 0.3])
+    assert [position.mean_kl for position in report.positions] == pytest.approx(
+        [0.3, 0.45, 0.3]
+    )
     assert math.isnan(report.positions[2].mean_kl_standard_error)
     assert report.positions[1].top1_agreement == pytest.approx(0.5)
 
@@ -79,7 +83,9 @@ def test_report_of_known_measurement() -> None:
     assert [bucket.count for bucket in report.confidence_buckets] == [1, 1, 2, 1]
     assert buckets["[0.8, 0.95)"].mean_kl == pytest.approx((0.1 + 0.7) / 2)
     assert buckets["[0.95, 1]"].mean_kl == pytest.approx(0.5)
-    assert sum(bucket.share for bucket in report.confidence_buckets) == pytest.approx(1.0)
+    assert sum(bucket.share for bucket in report.confidence_buckets) == pytest.approx(
+        1.0
+    )
 
 
 def test_report_needs_details() -> None:

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from heretic_teacher_forced_kl.plugin_names import TEACHER_FORCED_KL_PLUGIN
-from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings, validate_settings
+from heretic_teacher_forced_kl.settings import (
+    TeacherForcedKLSettings,
+    validate_settings,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,7 +72,9 @@ def test_config_values_are_the_defaults() -> None:
 def test_config_enables_the_plugin() -> None:
     with CONFIG_FILE.open("rb") as file:
         config = tomllib.load(file)
-    assert TEACHER_FORCED_KL_PLUGIN in [scorer["plugin"] for scorer in config["scorers"]]
+    assert TEACHER_FORCED_KL_PLUGIN in [
+        scorer["plugin"] for scorer in config["scorers"]
+    ]
 
 
 @pytest.mark.parametrize(
@@ -77,13 +82,21 @@ def test_config_enables_the_plugin() -> None:
     [
         ({"kl_tokens": 0}, "kl_tokens: Input should be greater than or equal to 1"),
         ({"kl_tokens": True}, "kl_tokens: Input should be a valid integer"),
-        ({"position_weight_decay": 1.5}, "position_weight_decay: Input should be less than or equal to 1"),
+        (
+            {"position_weight_decay": 1.5},
+            "position_weight_decay: Input should be less than or equal to 1",
+        ),
         ({"batch_size": -1}, "batch_size: Input should be greater than or equal to 0"),
-        ({"reference_storage": "gpu"}, "reference_storage: Input should be 'auto', 'device' or 'cpu'"),
+        (
+            {"reference_storage": "gpu"},
+            "reference_storage: Input should be 'auto', 'device' or 'cpu'",
+        ),
         ({"kl_token": 3}, "kl_token: Extra inputs are not permitted"),
     ],
 )
-def test_invalid_settings_are_one_line_errors(table: dict[str, object], message: str) -> None:
+def test_invalid_settings_are_one_line_errors(
+    table: dict[str, object], message: str
+) -> None:
     with pytest.raises(ValueError) as error:
         validate_settings(table)
     text = str(error.value)

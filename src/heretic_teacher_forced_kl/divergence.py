@@ -75,7 +75,9 @@ def masked_weighted_mean(
     mask = counted.to(values.device, torch.float64) * weight_matrix
     total_weight = mask.sum()
     if total_weight.item() == 0:
-        raise ValueError("No position is counted, so the mean KL divergence is undefined.")
+        raise ValueError(
+            "No position is counted, so the mean KL divergence is undefined."
+        )
     return float((values.double() * mask).sum() / total_weight)
 
 

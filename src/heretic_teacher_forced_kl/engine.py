@@ -147,9 +147,17 @@ class TeacherForcedKLEngine:
         reference_storage: ReferenceStorage = ReferenceStorage.AUTO,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        if isinstance(kl_tokens, bool) or not isinstance(kl_tokens, int) or kl_tokens < 1:
+        if (
+            isinstance(kl_tokens, bool)
+            or not isinstance(kl_tokens, int)
+            or kl_tokens < 1
+        ):
             raise ValueError(f"kl_tokens must be an integer >= 1, got {kl_tokens!r}.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 1
+        ):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
         if not 0 < position_weight_decay <= 1:
             raise ValueError(
@@ -204,7 +212,9 @@ class TeacherForcedKLEngine:
         its teacher-forced log-probabilities. Call it once, before any modification.
         """
         if not prompts:
-            raise ValueError("The prompt set is empty; teacher-forced KL needs at least one prompt.")
+            raise ValueError(
+                "The prompt set is empty; teacher-forced KL needs at least one prompt."
+            )
 
         self.batches = []
         self.reference_log_probabilities = []

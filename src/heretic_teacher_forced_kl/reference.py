@@ -131,7 +131,9 @@ def input_device(hf_model: Any) -> torch.device:
     return embeddings.weight.device
 
 
-def build_reference_batch(model: PromptModel, prompts: list[Any], kl_tokens: int) -> ReferenceBatch:
+def build_reference_batch(
+    model: PromptModel, prompts: list[Any], kl_tokens: int
+) -> ReferenceBatch:
     """
     Greedily generates `kl_tokens` tokens for `prompts` with the original model,
     through heretic's prompt path, and builds the teacher-forced token tensors.
@@ -160,7 +162,10 @@ def build_reference_batch(model: PromptModel, prompts: list[Any], kl_tokens: int
 
     input_ids = torch.cat([prompt_ids, continuation[:, : kl_tokens - 1]], dim=1)
     attention_mask = torch.cat(
-        [prompt_mask, torch.ones_like(continuation[:, : kl_tokens - 1], dtype=prompt_mask.dtype)],
+        [
+            prompt_mask,
+            torch.ones_like(continuation[:, : kl_tokens - 1], dtype=prompt_mask.dtype),
+        ],
         dim=1,
     )
     position_ids = position_ids_from_attention_mask(attention_mask)

@@ -149,7 +149,9 @@ def mean_over_prompts(values: Tensor, counted: Tensor) -> tuple[float, float]:
     The mean of `values` over all counted positions, and its standard error
     taken over prompts (from the spread of the per-prompt means).
     """
-    return pooled_mean(values, counted), standard_error_of_mean(per_prompt_means(values, counted))
+    return pooled_mean(values, counted), standard_error_of_mean(
+        per_prompt_means(values, counted)
+    )
 
 
 def position_statistics(
@@ -171,7 +173,9 @@ def position_statistics(
                 median_kl=percentile(values, 0.5),
                 third_quartile_kl=percentile(values, 0.75),
                 top1_agreement=(
-                    float(agreement[:, index][mask].double().mean()) if count else math.nan
+                    float(agreement[:, index][mask].double().mean())
+                    if count
+                    else math.nan
                 ),
             )
         )
@@ -208,14 +212,17 @@ def confidence_buckets(
                 count=count,
                 share=count / total if total else math.nan,
                 mean_kl=float(kl[mask].double().mean()) if count else math.nan,
-                top1_agreement=float(agreement[mask].double().mean()) if count else math.nan,
+                top1_agreement=float(agreement[mask].double().mean())
+                if count
+                else math.nan,
             )
         )
     return buckets
 
 
 def build_report(
-    measurement: KLMeasurement, bucket_edges: tuple[float, ...] = CONFIDENCE_BUCKET_EDGES
+    measurement: KLMeasurement,
+    bucket_edges: tuple[float, ...] = CONFIDENCE_BUCKET_EDGES,
 ) -> ComparisonReport:
     """
     Computes the comparison report of a measurement taken with `details=True`
@@ -225,7 +232,9 @@ def build_report(
     reference = measurement.reference_target_log_probabilities
     agreement = measurement.top1_agreement
     if current is None or reference is None or agreement is None:
-        raise ValueError("build_report needs a measurement taken with measure(..., details=True).")
+        raise ValueError(
+            "build_report needs a measurement taken with measure(..., details=True)."
+        )
 
     kl = measurement.kl.double()
     counted = measurement.counted.bool()
@@ -259,7 +268,9 @@ def build_report(
         perplexity_ratio=math.exp(nll_change),
         original_perplexity=math.exp(-pooled_mean(reference, counted)),
         candidate_perplexity=math.exp(-pooled_mean(current, counted)),
-        positions=position_statistics(kl, counted, agreement_values, measurement.position_means),
+        positions=position_statistics(
+            kl, counted, agreement_values, measurement.position_means
+        ),
         confidence_buckets=confidence_buckets(
             kl, counted, agreement_values, reference.double().exp(), bucket_edges
         ),

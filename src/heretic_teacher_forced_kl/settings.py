@@ -86,7 +86,7 @@ class TeacherForcedKLSettings(BaseModel):
     reference_storage: ReferenceStorage = Field(
         default=ReferenceStorage.AUTO,
         description=(
-            'Where the reference log-probabilities (prompts x kl_tokens x vocabulary x 4 bytes) '
+            "Where the reference log-probabilities (prompts x kl_tokens x vocabulary x 4 bytes) "
             'are kept: "device" (on the device that holds the logits), "cpu" (in pinned CPU '
             'memory, streamed to the device per batch) or "auto" (on the device when they '
             "take at most a quarter of its free memory, otherwise in CPU memory)."
@@ -94,7 +94,9 @@ class TeacherForcedKLSettings(BaseModel):
     )
 
 
-def describe_validation_error(error: ValidationError, table: str = SETTINGS_TABLE) -> str:
+def describe_validation_error(
+    error: ValidationError, table: str = SETTINGS_TABLE
+) -> str:
     """
     Turns a pydantic validation error into one line that names the setting and the fix.
     """

@@ -29,7 +29,9 @@ from pydantic import BaseModel
 PluginType = TypeVar("PluginType")
 
 
-def get_plugin_namespace(model_extra: dict[str, Any] | None, namespace: str) -> dict[str, Any]:
+def get_plugin_namespace(
+    model_extra: dict[str, Any] | None, namespace: str
+) -> dict[str, Any]:
     """Returns the `[namespace]` table (dotted) of heretic's extra settings, or {}."""
     table: Any = model_extra or {}
     for part in namespace.split("."):
@@ -48,7 +50,9 @@ def load_plugin(name: str, base_class: type[PluginType]) -> type[PluginType]:
     if ":" in name:
         file_name, class_name = name.rsplit(":", 1)
         if not file_name.endswith(".py") or not class_name:
-            raise ValueError("File-based plugin must use the form 'path/to/plugin.py:ClassName'")
+            raise ValueError(
+                "File-based plugin must use the form 'path/to/plugin.py:ClassName'"
+            )
         path = Path(file_name)
         if not path.is_absolute():
             path = Path.cwd() / path
@@ -70,7 +74,9 @@ def load_plugin(name: str, base_class: type[PluginType]) -> type[PluginType]:
         module = importlib.import_module(module_name)
     plugin_class = getattr(module, class_name, None)
     if not inspect.isclass(plugin_class):
-        raise ValueError(f"Plugin '{name}' does not export a class named '{class_name}'")
+        raise ValueError(
+            f"Plugin '{name}' does not export a class named '{class_name}'"
+        )
     if not issubclass(plugin_class, base_class):
         raise TypeError(f"Plugin '{name}' must subclass {base_class.__name__}")
     return plugin_class
@@ -107,13 +113,19 @@ class Plugin:
     def reproducible(self) -> bool:
         return False
 
-    def __init__(self, *, heretic_settings: Any, settings: BaseModel | None = None) -> None:
+    def __init__(
+        self, *, heretic_settings: Any, settings: BaseModel | None = None
+    ) -> None:
         model = self.__class__.get_settings_model()
         if model is not None:
             if settings is None:
-                raise ValueError(f"{self.__class__.__name__} requires settings to be validated")
+                raise ValueError(
+                    f"{self.__class__.__name__} requires settings to be validated"
+                )
             if not isinstance(settings, model):
-                raise TypeError(f"{self.__class__.__name__}.settings must be a {model.__name__}")
+                raise TypeError(
+                    f"{self.__class__.__name__}.settings must be a {model.__name__}"
+                )
         self.settings = settings
         self.heretic_settings = heretic_settings
 
@@ -127,16 +139,20 @@ class Plugin:
         annotation = get_type_hints(cls, include_extras=True).get("settings")
         if annotation is None:
             return None
-        if get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(
-            annotation
-        ):
+        if get_origin(annotation) in (Union, types.UnionType) and type(
+            None
+        ) in get_args(annotation):
             raise TypeError(f"{cls.__name__}.settings must not be Optional")
         if not isinstance(annotation, type) or not issubclass(annotation, BaseModel):
-            raise TypeError(f"{cls.__name__}.settings must be a pydantic.BaseModel subclass")
+            raise TypeError(
+                f"{cls.__name__}.settings must be a pydantic.BaseModel subclass"
+            )
         return annotation
 
     @classmethod
-    def validate_settings(cls, raw_namespace: dict[str, Any] | None) -> BaseModel | None:
+    def validate_settings(
+        cls, raw_namespace: dict[str, Any] | None
+    ) -> BaseModel | None:
         model = cls.get_settings_model()
         if model is None:
             return None
@@ -162,7 +178,9 @@ class Scorer(Plugin, ABC):
     def score_name(self) -> str:
         return self.__class__.__name__
 
-    def __init__(self, heretic_settings: Any, settings: BaseModel | None = None) -> None:
+    def __init__(
+        self, heretic_settings: Any, settings: BaseModel | None = None
+    ) -> None:
         super().__init__(heretic_settings=heretic_settings, settings=settings)
 
     @abstractmethod
@@ -177,7 +195,9 @@ def install() -> None:
     import heretic
 
     if importlib.util.find_spec("heretic.scorer") is not None:
-        raise RuntimeError("The installed heretic has the plugin API; test against it instead.")
+        raise RuntimeError(
+            "The installed heretic has the plugin API; test against it instead."
+        )
     plugin_module = types.ModuleType("heretic.plugin")
     scorer_module = types.ModuleType("heretic.scorer")
     for name in ("Context", "Plugin", "get_plugin_namespace", "load_plugin"):

@@ -43,9 +43,13 @@ class Settings(BaseSettings):
     n_trials: int = Field(default=200, description="Number of trials.")
     scorers: list[ScorerConfig] = Field(
         default_factory=lambda: [
-            ScorerConfig(plugin="heretic.scorers.keyword_rate.KeywordRate", optimization="minimize"),
             ScorerConfig(
-                plugin="heretic.scorers.kl_divergence.KLDivergence", optimization="minimize"
+                plugin="heretic.scorers.keyword_rate.KeywordRate",
+                optimization="minimize",
+            ),
+            ScorerConfig(
+                plugin="heretic.scorers.kl_divergence.KLDivergence",
+                optimization="minimize",
             ),
         ],
         description="List of scorer plugin configs.",
@@ -65,7 +69,10 @@ class Settings(BaseSettings):
         return (
             init_settings,
             CliSettingsSource(
-                settings_cls, cli_parse_args=True, cli_implicit_flags=True, cli_kebab_case=True
+                settings_cls,
+                cli_parse_args=True,
+                cli_implicit_flags=True,
+                cli_kebab_case=True,
             ),
             EnvSettingsSource(settings_cls, env_prefix="HERETIC_"),
             dotenv_settings,
@@ -77,7 +84,11 @@ class Settings(BaseSettings):
 def main() -> None:
     """Parses the settings as heretic does and reports them instead of running a study."""
     arguments = sys.argv
-    if len(arguments) > 1 and "--model" not in arguments and not arguments[-1].startswith("-"):
+    if (
+        len(arguments) > 1
+        and "--model" not in arguments
+        and not arguments[-1].startswith("-")
+    ):
         arguments.insert(-1, "--model")
     settings = Settings()  # type: ignore[call-arg]
     saved = json.loads(settings.model_dump_json())

@@ -52,7 +52,10 @@ def load_scorer_prompts(
     suffix included), turning every failure into a one-line error that names the setting.
     """
     dataset = specification.dataset
-    if dataset.endswith((".txt", ".jsonl", ".json", ".csv")) and not Path(dataset).is_file():
+    if (
+        dataset.endswith((".txt", ".jsonl", ".json", ".csv"))
+        and not Path(dataset).is_file()
+    ):
         raise ValueError(
             f"[{table}] prompts: no file at {dataset!r}; set prompts.dataset to an "
             "existing .txt file (one prompt per line) or a dataset ID or folder."

@@ -94,7 +94,9 @@ def teacher_forced_evaluator(
             measurement = self.teacher_forced_kl.measure(self.model.model)
             self.last_measurement = measurement
             kl_divergence = measurement.mean
-            print(f"  * KL divergence (teacher-forced): [bold]{rich_display(measurement)}[/]")
+            print(
+                f"  * KL divergence (teacher-forced): [bold]{rich_display(measurement)}[/]"
+            )
 
             print("  * Counting model refusals...")
             refusals = self.count_refusals()

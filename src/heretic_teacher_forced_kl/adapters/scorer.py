@@ -30,7 +30,10 @@ from heretic_teacher_forced_kl.adapters.plugin_api import Score, Scorer
 from heretic_teacher_forced_kl.console import print
 from heretic_teacher_forced_kl.display import markdown_display, rich_display
 from heretic_teacher_forced_kl.engine import KLMeasurement, TeacherForcedKLEngine
-from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings, validate_settings
+from heretic_teacher_forced_kl.settings import (
+    TeacherForcedKLSettings,
+    validate_settings,
+)
 
 
 class TeacherForcedKL(Scorer):
@@ -58,7 +61,9 @@ class TeacherForcedKL(Scorer):
         return f"KL divergence (teacher-forced, {kl_tokens} tokens)"
 
     @classmethod
-    def validate_settings(cls, raw_namespace: dict[str, Any] | None) -> TeacherForcedKLSettings:
+    def validate_settings(
+        cls, raw_namespace: dict[str, Any] | None
+    ) -> TeacherForcedKLSettings:
         """Validates the `[scorer.TeacherForcedKL]` table with a one-line error."""
         return validate_settings(raw_namespace)
 

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     descriptions = {
-        name: info.description or "" for name, info in TeacherForcedKLSettings.model_fields.items()
+        name: info.description or ""
+        for name, info in TeacherForcedKLSettings.model_fields.items()
     }
     options.add_argument(
         SETTING_FLAGS["prompts"],
@@ -92,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
             "or a JSON object with the fields of heretic's DatasetSpecification."
         ),
     )
-    options.add_argument(SETTING_FLAGS["kl_tokens"], metavar="N", help=descriptions["kl_tokens"])
+    options.add_argument(
+        SETTING_FLAGS["kl_tokens"], metavar="N", help=descriptions["kl_tokens"]
+    )
     options.add_argument(
         SETTING_FLAGS["position_weight_decay"],
         metavar="DECAY",
@@ -156,12 +159,16 @@ def parse_setting_flags(namespace: argparse.Namespace) -> dict[str, Any]:
             try:
                 flags[name] = int(value)
             except ValueError:
-                raise LauncherError(f"{flag}: expected an integer, got {value!r}.") from None
+                raise LauncherError(
+                    f"{flag}: expected an integer, got {value!r}."
+                ) from None
         elif annotation is float:
             try:
                 flags[name] = float(value)
             except ValueError:
-                raise LauncherError(f"{flag}: expected a number, got {value!r}.") from None
+                raise LauncherError(
+                    f"{flag}: expected a number, got {value!r}."
+                ) from None
         else:
             flags[name] = value
     try:

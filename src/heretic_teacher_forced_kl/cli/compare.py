@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 from ..console import console
 from ..console import print as console_print
 from ..report import ComparisonReport, build_report
+from .arguments import parse_prompts_flag
 from .compare_models import (
     CompareError,
     ComparisonPromptModel,
@@ -43,7 +44,6 @@ from .compare_models import (
     release_memory,
     resolve_source,
 )
-from .arguments import parse_prompts_flag
 from .compare_plot import PlotUnavailableError, require_matplotlib, write_plot
 from .compare_render import render_report
 
@@ -180,7 +180,9 @@ def check_options(options: argparse.Namespace) -> None:
     if options.kl_tokens < 1:
         raise CompareError(f"--kl-tokens: must be at least 1, got {options.kl_tokens}.")
     if options.batch_size < 1:
-        raise CompareError(f"--batch-size: must be at least 1, got {options.batch_size}.")
+        raise CompareError(
+            f"--batch-size: must be at least 1, got {options.batch_size}."
+        )
     for flag in ("json", "plot"):
         path = getattr(options, flag)
         if path is None:
@@ -227,7 +229,9 @@ def load_comparison_prompts(specification: Any, system_prompt: str) -> list[Any]
     from heretic.utils import load_prompts
 
     try:
-        prompts = load_prompts(SimpleNamespace(system_prompt=system_prompt), specification)  # type: ignore[arg-type]
+        prompts = load_prompts(
+            SimpleNamespace(system_prompt=system_prompt), specification
+        )  # type: ignore[arg-type]
     except Exception as error:
         raise CompareError(
             f"--prompts: cannot load {specification.dataset!r} ({one_line(error)}); give a .txt "
@@ -322,14 +326,18 @@ def run(options: argparse.Namespace) -> None:
     base_name: str | None = None
     if candidate.is_adapter:
         base_name = adapter_base_name(candidate)
-        if base_name is not None and not adapter_base_matches(base_name, original, original_config):
+        if base_name is not None and not adapter_base_matches(
+            base_name, original, original_config
+        ):
             console_print(
                 f"[yellow]* The adapter names {base_name!r} as its base model, and ORIGINAL is "
                 f"{options.original!r}; comparing anyway (a mismatch in shapes stops the run).[/]",
                 soft_wrap=True,
             )
     else:
-        check_vocabulary_sizes(original_config, load_config(candidate, options.trust_remote_code))
+        check_vocabulary_sizes(
+            original_config, load_config(candidate, options.trust_remote_code)
+        )
     tokenizer = load_tokenizer(original, options.trust_remote_code)
     check_tokenizers(tokenizer, candidate, options.trust_remote_code)
 
@@ -342,7 +350,9 @@ def run(options: argparse.Namespace) -> None:
         kl_tokens=options.kl_tokens, batch_size=options.batch_size, log=console_print
     )
     console_print(f"* Loading ORIGINAL [bold]{options.original}[/]...")
-    original_model = load_model(original, options.device, options.dtype, options.trust_remote_code)
+    original_model = load_model(
+        original, options.device, options.dtype, options.trust_remote_code
+    )
     dtypes = {"original": str(original_model.dtype).removeprefix("torch.")}
     prompt_model = ComparisonPromptModel(original_model, tokenizer)
     with ComparisonProgress(len(prompts), enabled=not options.quiet) as progress:
@@ -356,7 +366,9 @@ def run(options: argparse.Namespace) -> None:
     del prompt_model
 
     if candidate.is_adapter:
-        console_print(f"* Applying the adapter [bold]{options.candidate}[/] to ORIGINAL...")
+        console_print(
+            f"* Applying the adapter [bold]{options.candidate}[/] to ORIGINAL..."
+        )
         candidate_model = apply_adapter(original_model, candidate, base_name)
         del original_model
     else:
@@ -381,7 +393,9 @@ def run(options: argparse.Namespace) -> None:
     console.print(render_report(report))
 
     if options.json is not None:
-        references = decode_references(tokenizer, measurement.targets, measurement.counted)
+        references = decode_references(
+            tokenizer, measurement.targets, measurement.counted
+        )
         document = report_document(
             report, options, specification, prompts, references, candidate, dtypes
         )
@@ -390,7 +404,9 @@ def run(options: argparse.Namespace) -> None:
         )
         console_print(f"* Report written to [bold]{options.json}[/]")
     if options.plot is not None:
-        write_plot(report, options.plot, f"{options.candidate} against {options.original}")
+        write_plot(
+            report, options.plot, f"{options.candidate} against {options.original}"
+        )
         console_print(f"* Plot written to [bold]{options.plot}[/]")
 
 

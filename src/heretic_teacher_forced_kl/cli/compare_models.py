@@ -96,7 +96,9 @@ def resolve_source(argument: str, name: str) -> ModelSource:
                 f"{name}: {argument!r} holds neither {MODEL_CONFIG_FILE} nor "
                 f"{ADAPTER_CONFIG_FILE}; give a saved model folder or a LoRA adapter folder."
             )
-        return ModelSource(argument, name, str(path), is_local=True, is_adapter=is_adapter)
+        return ModelSource(
+            argument, name, str(path), is_local=True, is_adapter=is_adapter
+        )
     if looks_like_local_path(argument):
         raise CompareError(
             f"{name}: no model folder at {argument!r}; give the path of a saved model "
@@ -122,7 +124,9 @@ def load_config(source: ModelSource, trust_remote_code: bool) -> Any:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(source.location, trust_remote_code=trust_remote_code)
+        return AutoConfig.from_pretrained(
+            source.location, trust_remote_code=trust_remote_code
+        )
     except Exception as error:
         raise CompareError(
             f"{source.name}: cannot load the model configuration of {source.argument!r} "
@@ -132,7 +136,9 @@ def load_config(source: ModelSource, trust_remote_code: bool) -> Any:
 
 def vocabulary_size(config: Any) -> int | None:
     """The width of a model's logits, from its (text) configuration."""
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text_config = (
+        config.get_text_config() if hasattr(config, "get_text_config") else config
+    )
     size = getattr(text_config, "vocab_size", None)
     return int(size) if size is not None else None
 
@@ -141,7 +147,11 @@ def check_vocabulary_sizes(original_config: Any, candidate_config: Any) -> None:
     """Stops when the two models' logits cannot be compared token by token."""
     original_size = vocabulary_size(original_config)
     candidate_size = vocabulary_size(candidate_config)
-    if original_size is not None and candidate_size is not None and original_size != candidate_size:
+    if (
+        original_size is not None
+        and candidate_size is not None
+        and original_size != candidate_size
+    ):
         raise CompareError(
             f"CANDIDATE: its vocabulary has {candidate_size} tokens and ORIGINAL's has "
             f"{original_size}; both models must share one tokenizer to be compared."
@@ -171,7 +181,12 @@ def has_tokenizer(source: ModelSource) -> bool:
     path = Path(source.location)
     return source.is_local and any(
         (path / name).is_file()
-        for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+        for name in (
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "tokenizer.model",
+            "vocab.json",
+        )
     )
 
 
@@ -181,7 +196,9 @@ def check_tokenizers(
     """Stops when the candidate ships a tokenizer whose tokens differ from the original's."""
     if not has_tokenizer(candidate_source):
         return
-    candidate_vocabulary = load_tokenizer(candidate_source, trust_remote_code).get_vocab()
+    candidate_vocabulary = load_tokenizer(
+        candidate_source, trust_remote_code
+    ).get_vocab()
     original_vocabulary = original_tokenizer.get_vocab()
     if candidate_vocabulary == original_vocabulary:
         return
@@ -209,7 +226,9 @@ def short_name(name: str) -> str:
     return Path(name.rstrip("/\\")).name.lower()
 
 
-def adapter_base_matches(base: str, original: ModelSource, original_config: Any) -> bool:
+def adapter_base_matches(
+    base: str, original: ModelSource, original_config: Any
+) -> bool:
     """
     Whether an adapter's base model name plausibly names ORIGINAL: the same
     folder, or the same last path component as ORIGINAL or as the name saved in
@@ -226,7 +245,9 @@ def adapter_base_matches(base: str, original: ModelSource, original_config: Any)
     return short_name(base) in names
 
 
-def load_model(source: ModelSource, device: str, dtype: str, trust_remote_code: bool) -> Any:
+def load_model(
+    source: ModelSource, device: str, dtype: str, trust_remote_code: bool
+) -> Any:
     """Loads a model for inference, with the model class heretic would choose."""
     from heretic.model import get_model_class
 
@@ -248,7 +269,11 @@ def load_model(source: ModelSource, device: str, dtype: str, trust_remote_code: 
 
 def output_width(model: Any) -> int | None:
     """The number of logits a loaded model produces per position."""
-    embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    embeddings = (
+        model.get_output_embeddings()
+        if hasattr(model, "get_output_embeddings")
+        else None
+    )
     weight = getattr(embeddings, "weight", None)
     return int(weight.shape[0]) if weight is not None else None
 
@@ -290,7 +315,11 @@ def apply_adapter(base_model: Any, source: ModelSource, base_name: str | None) -
     missing = list(result.missing_keys)
     if unexpected or missing:
         example = (unexpected or missing)[0]
-        kind = "weights for modules ORIGINAL lacks" if unexpected else "no weights for some modules"
+        kind = (
+            "weights for modules ORIGINAL lacks"
+            if unexpected
+            else "no weights for some modules"
+        )
         raise CompareError(
             f"CANDIDATE: the adapter {source.argument!r} does not fit ORIGINAL ({kind}, "
             f"e.g. {example}){made_for}; give its base model as ORIGINAL."

@@ -45,7 +45,9 @@ def write_plot(report: ComparisonReport, path: Path, title: str) -> None:
     positions = [statistics.position for statistics in report.positions]
     means = [statistics.mean_kl for statistics in report.positions]
     errors = [
-        0.0 if math.isnan(statistics.mean_kl_standard_error) else statistics.mean_kl_standard_error
+        0.0
+        if math.isnan(statistics.mean_kl_standard_error)
+        else statistics.mean_kl_standard_error
         for statistics in report.positions
     ]
     medians = [statistics.median_kl for statistics in report.positions]
@@ -62,7 +64,14 @@ def write_plot(report: ComparisonReport, path: Path, title: str) -> None:
         alpha=0.15,
         label="interquartile range",
     )
-    axes.plot(positions, medians, color="tab:orange", linestyle="--", marker=".", label="median")
+    axes.plot(
+        positions,
+        medians,
+        color="tab:orange",
+        linestyle="--",
+        marker=".",
+        label="median",
+    )
     axes.fill_between(
         positions,
         [mean - error for mean, error in zip(means, errors)],
@@ -72,7 +81,9 @@ def write_plot(report: ComparisonReport, path: Path, title: str) -> None:
         label="mean ± standard error",
     )
     axes.plot(positions, means, color="tab:blue", marker="o", label="mean")
-    axes.axhline(report.mean_kl, color="tab:gray", linestyle=":", label="mean over all positions")
+    axes.axhline(
+        report.mean_kl, color="tab:gray", linestyle=":", label="mean over all positions"
+    )
     axes.set_xlabel("Position in the original's reference continuation")
     axes.set_ylabel("KL(original ‖ candidate), nats")
     axes.set_title(title, fontsize=10)

@@ -55,11 +55,17 @@ class ComparisonProgress:
 
     def advance(self, task: TaskID, prompts: int) -> None:
         """Counts `prompts` more prompts of `task`, never past its total."""
-        completed = self.progress.tasks[task].completed if task in self.progress.task_ids else 0
-        self.progress.update(task, completed=min(completed + prompts, self.prompt_count))
+        completed = (
+            self.progress.tasks[task].completed if task in self.progress.task_ids else 0
+        )
+        self.progress.update(
+            task, completed=min(completed + prompts, self.prompt_count)
+        )
 
     @contextmanager
-    def generation(self, model: ComparisonPromptModel, description: str) -> Iterator[None]:
+    def generation(
+        self, model: ComparisonPromptModel, description: str
+    ) -> Iterator[None]:
         """Counts the prompts that `model.generate` completes while the block runs."""
         task = self.progress.add_task(description, total=self.prompt_count)
         original_generate = model.generate

@@ -42,7 +42,8 @@ def summary_table(report: ComparisonReport) -> Table:
     table.add_column("Value", justify="right")
     table.add_row("Prompts", str(report.prompt_count))
     table.add_row(
-        "Counted tokens", f"{report.counted_tokens} (up to {report.kl_tokens} per prompt)"
+        "Counted tokens",
+        f"{report.counted_tokens} (up to {report.kl_tokens} per prompt)",
     )
     table.add_row(
         "[bold]Mean KL(original ‖ candidate)[/]",
@@ -59,7 +60,10 @@ def summary_table(report: ComparisonReport) -> Table:
     )
     table.add_row(
         "Mean Δp of the reference token",
-        percent(report.mean_probability_change, report.mean_probability_change_standard_error),
+        percent(
+            report.mean_probability_change,
+            report.mean_probability_change_standard_error,
+        ),
     )
     table.add_row(
         "Mean ΔNLL = ln(PPL(candidate) / PPL(original))",
@@ -102,7 +106,8 @@ def position_table(report: ComparisonReport) -> Table:
 def confidence_table(report: ComparisonReport) -> Table:
     """The KL divergence by the original model's probability of its own token."""
     table = Table(
-        title="KL divergence by the original's confidence in its own token", title_justify="left"
+        title="KL divergence by the original's confidence in its own token",
+        title_justify="left",
     )
     table.add_column("p_original(reference token)")
     table.add_column("Tokens", justify="right")

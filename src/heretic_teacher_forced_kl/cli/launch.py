@@ -15,16 +15,20 @@ Running heretic with the chosen scorer, on either host.
 """
 
 import json
-from collections.abc import Callable
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    TomlConfigSettingsSource,
+)
 
 from ..console import print
 from ..plugin_names import TEACHER_FORCED_KL_PLUGIN
-from .arguments import LaunchOptions, LauncherError, effective_settings
+from .arguments import LauncherError, LaunchOptions, effective_settings
 from .registry import BUILT_IN_KL_PLUGIN, registered_scorers
 
 #: The tables of `config.toml` that only heretic's plugin API understands.
@@ -56,14 +60,18 @@ class FilteredSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return {
-            key: value for key, value in self.source().items() if key not in self.hidden_keys
+            key: value
+            for key, value in self.source().items()
+            if key not in self.hidden_keys
         }
 
 
 class ConstantSource(PydanticBaseSettingsSource):
     """A settings source that contributes fixed values (merged into the other sources)."""
 
-    def __init__(self, settings_class: type[BaseSettings], values: dict[str, Any]) -> None:
+    def __init__(
+        self, settings_class: type[BaseSettings], values: dict[str, Any]
+    ) -> None:
         super().__init__(settings_class)
         self.values = values
 
@@ -99,21 +107,28 @@ def settings_with_sources(
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             sources = super().settings_customise_sources(
-                settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+                settings_cls,
+                init_settings,
+                env_settings,
+                dotenv_settings,
+                file_secret_settings,
             )
             return transform(settings_cls, sources)
 
     return Settings
 
 
-def settings_without_plugin_tables(settings_class: type[BaseSettings]) -> type[BaseSettings]:
+def settings_without_plugin_tables(
+    settings_class: type[BaseSettings],
+) -> type[BaseSettings]:
     """
     Returns a subclass of heretic 1.4.0's `Settings` that ignores the plugin tables
     of `config.toml` (the launcher reads `[scorer.TeacherForcedKL]` itself).
     """
 
     def hide_plugin_tables(
-        settings_cls: type[BaseSettings], sources: tuple[PydanticBaseSettingsSource, ...]
+        settings_cls: type[BaseSettings],
+        sources: tuple[PydanticBaseSettingsSource, ...],
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return tuple(
             FilteredSource(settings_cls, source, PLUGIN_TABLES)
@@ -135,7 +150,8 @@ def settings_with_scorer_table(
     """
 
     def add_scorer_table(
-        settings_cls: type[BaseSettings], sources: tuple[PydanticBaseSettingsSource, ...]
+        settings_cls: type[BaseSettings],
+        sources: tuple[PydanticBaseSettingsSource, ...],
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         customised = list(sources)
         position = next(
@@ -146,7 +162,9 @@ def settings_with_scorer_table(
             ),
             len(customised),
         )
-        customised.insert(position, ConstantSource(settings_cls, {"scorer": {class_name: table}}))
+        customised.insert(
+            position, ConstantSource(settings_cls, {"scorer": {class_name: table}})
+        )
         return tuple(customised)
 
     return settings_with_sources(settings_class, add_scorer_table)
@@ -184,7 +202,9 @@ def non_interactive_answer(value: Any, question: Any, unsafe: bool = False) -> A
 
 
 def current_scorers(
-    heretic_arguments: list[str], config: dict[str, Any], settings_class: type[BaseSettings]
+    heretic_arguments: list[str],
+    config: dict[str, Any],
+    settings_class: type[BaseSettings],
 ) -> list[dict[str, Any]]:
     """
     The `scorers` list heretic would use: `--scorers` on the command line,
@@ -205,14 +225,23 @@ def current_scorers(
         try:
             return json.loads(os.environ["HERETIC_SCORERS"])
         except json.JSONDecodeError as error:
-            raise LauncherError(f"HERETIC_SCORERS: invalid JSON ({error.msg}).") from None
+            raise LauncherError(
+                f"HERETIC_SCORERS: invalid JSON ({error.msg})."
+            ) from None
     if isinstance(config.get("scorers"), list):
         return config["scorers"]
-    default = settings_class.model_fields["scorers"].get_default(call_default_factory=True)
-    return [dict(entry) if isinstance(entry, dict) else entry.model_dump() for entry in default]
+    default = settings_class.model_fields["scorers"].get_default(
+        call_default_factory=True
+    )
+    return [
+        dict(entry) if isinstance(entry, dict) else entry.model_dump()
+        for entry in default
+    ]
 
 
-def replace_kl_scorer(scorers: list[dict[str, Any]], plugin: str) -> list[dict[str, Any]]:
+def replace_kl_scorer(
+    scorers: list[dict[str, Any]], plugin: str
+) -> list[dict[str, Any]]:
     """
     Puts `plugin` in place of every KL-measuring scorer (heretic's built-in one or
     any registered one), keeping their optimization settings; other scorers stay.
@@ -286,7 +315,11 @@ def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> None:
         current_scorers(arguments, config, heretic_main.Settings), options.scorer.plugin
     )
     # The scorers go first: heretic takes a trailing argument that is not a flag as MODEL.
-    arguments = ["--scorers", json.dumps(scorers), *without_option(arguments, "--scorers")]
+    arguments = [
+        "--scorers",
+        json.dumps(scorers),
+        *without_option(arguments, "--scorers"),
+    ]
     sys.argv = ["heretic", *arguments]
 
     if options.scorer.plugin == TEACHER_FORCED_KL_PLUGIN:

@@ -13,8 +13,14 @@ import sys
 from rich.markup import escape
 
 from ..console import console
-from .arguments import LauncherError, build_parser, check_model, model_argument, parse_arguments
-from .arguments import read_config_file
+from .arguments import (
+    LauncherError,
+    build_parser,
+    check_model,
+    model_argument,
+    parse_arguments,
+    read_config_file,
+)
 
 
 def print_help() -> None:
