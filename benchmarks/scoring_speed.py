@@ -67,15 +67,19 @@ for directory in (
     BENCHMARKS_DIRECTORY,
     REPOSITORY_ROOT / "tests",
     REPOSITORY_ROOT / "scripts",
+    REPOSITORY_ROOT / "studies",
 ):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from damage import damage  # noqa: E402
 from heretic.config import Settings  # noqa: E402
 from heretic.model import Model  # noqa: E402
 from heretic.utils import Prompt, batchify  # noqa: E402
+from heretic_host import neutral_command_line  # noqa: E402
+from kl_measures import free_running_kl  # noqa: E402
 from memory_peak import peak_bytes, synchronize  # noqa: E402
 
 from heretic_teacher_forced_kl import TeacherForcedKLEngine  # noqa: E402
@@ -216,24 +220,6 @@ def resolve_model(choice: str, scratch: Path) -> tuple[Path, str]:
     return path, path.name
 
 
-@contextmanager
-def neutral_command_line() -> Iterator[None]:
-    """
-    Runs the block with an empty command line in a folder without `config.toml`,
-    since heretic's `Settings` read both.
-    """
-    saved_arguments = sys.argv
-    saved_directory = os.getcwd()
-    with tempfile.TemporaryDirectory() as directory:
-        sys.argv = ["heretic"]
-        os.chdir(directory)
-        try:
-            yield
-        finally:
-            sys.argv = saved_arguments
-            os.chdir(saved_directory)
-
-
 def load_model(path: Path, device: str, dtype: str, batch_size: int) -> Model:
     """Loads heretic's `Model` (PEFT-wrapped, LoRA adapters at zero)."""
     with neutral_command_line():
@@ -259,24 +245,6 @@ def bundled_prompts(count: int, system_prompt: str) -> list[Prompt]:
             f"--prompts {count} exceeds the {len(lines)} bundled prompts; pass fewer."
         )
     return [Prompt(system=system_prompt, user=line) for line in lines[:count]]
-
-
-def perturb(model: Model, strength: float, seed: int = 0) -> None:
-    """
-    Sets every LoRA adapter to a fixed random rank-one update scaled by
-    `strength`, as abliteration does with its own directions.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in sorted(model.model.named_parameters()):
-            if "lora_A" in name:
-                values = torch.randn(parameter.shape, generator=generator)
-                parameter.copy_(values / values.norm())
-            elif "lora_B" in name:
-                values = torch.randn(parameter.shape, generator=generator)
-                parameter.copy_(
-                    strength * values / values.norm() * parameter.shape[0] ** 0.5
-                )
 
 
 @contextmanager
@@ -327,29 +295,6 @@ def free_running_log_probabilities(
     return parts
 
 
-def free_running_kl(
-    current: list[torch.Tensor], reference: list[torch.Tensor]
-) -> float:
-    """
-    Pull request #209's KL: every (prompt, position) is a row, `batchmean` over
-    all rows. Where generation stopped early (every row of a batch ended), only
-    the positions both generations reached are compared.
-    """
-    total = 0.0
-    rows = 0
-    for current_part, reference_part in zip(current, reference, strict=True):
-        positions = min(current_part.shape[1], reference_part.shape[1])
-        vocabulary = current_part.shape[-1]
-        total += F.kl_div(
-            current_part[:, :positions].reshape(-1, vocabulary),
-            reference_part[:, :positions].reshape(-1, vocabulary),
-            reduction="sum",
-            log_target=True,
-        ).item()
-        rows += current_part.shape[0] * positions
-    return total / rows
-
-
 def build_variants(
     model: Model, prompts: list[Prompt], batch_size: int, vocabulary: int
 ) -> list[Variant]:
@@ -391,7 +336,7 @@ def build_variants(
             kl_tokens: int = kl_tokens, reference: list = reference
         ) -> float:
             current = free_running_log_probabilities(model, prompts, kl_tokens)
-            return free_running_kl(current, reference)
+            return free_running_kl(current, reference, kl_tokens)
 
         variants.append(
             Variant(
@@ -592,7 +537,7 @@ def main(arguments: list[str] | None = None) -> int:
 
     print(f"Building references with the original {model_name} ...", flush=True)
     variants = build_variants(model, prompts, parsed.batch_size, vocabulary)
-    perturb(model, parsed.perturbation)
+    damage(model, parsed.perturbation)
 
     print("Warming up ...", flush=True)
     for variant in variants:

@@ -10,47 +10,20 @@ bundled text files, and `Model.get_residuals_mean` for the refusal directions,
 which are computed exactly as heretic 1.4.0's `main.run` computes them.
 """
 
-import importlib.util
-import os
-import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
-from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 from heretic.config import DatasetSpecification, Settings
 from heretic.model import Model
 from heretic.utils import Prompt, load_prompts
+from heretic_host import neutral_command_line
+from prepare_smollm2 import prepare_smollm2
 from torch import Tensor
-
-#: The repository that holds this study.
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-
-#: The script that converts SmolLM2-135M-Instruct into a plain model folder.
-PREPARE_SMOLLM2_SCRIPT = REPOSITORY_ROOT / "scripts" / "prepare_smollm2.py"
 
 #: The `--model` value that selects the converted SmolLM2-135M-Instruct.
 SMOLLM2 = "smollm2"
-
-
-def load_prepare_smollm2_module() -> ModuleType:
-    """Imports `scripts/prepare_smollm2.py` from its file path (the folder is no package)."""
-    existing = sys.modules.get("prepare_smollm2")
-    if existing is not None:
-        return existing
-    specification = importlib.util.spec_from_file_location(
-        "prepare_smollm2", PREPARE_SMOLLM2_SCRIPT
-    )
-    if specification is None or specification.loader is None:
-        raise ImportError(f"Cannot import {PREPARE_SMOLLM2_SCRIPT}.")
-    module = importlib.util.module_from_spec(specification)
-    sys.modules["prepare_smollm2"] = module
-    specification.loader.exec_module(module)
-    return module
 
 
 def resolve_model_path(argument: str) -> Path:
@@ -59,7 +32,7 @@ def resolve_model_path(argument: str) -> Path:
     machine by `scripts/prepare_smollm2.py`) or the path of a saved model folder.
     """
     if argument == SMOLLM2:
-        path: Path = load_prepare_smollm2_module().prepare_smollm2()
+        path: Path = prepare_smollm2()
         return path
     path = Path(argument).expanduser()
     if not (path / "config.json").is_file():
@@ -68,24 +41,6 @@ def resolve_model_path(argument: str) -> Path:
             f"give a saved Hugging Face model folder or {SMOLLM2!r}."
         )
     return path
-
-
-@contextmanager
-def neutral_command_line() -> Iterator[None]:
-    """
-    Runs the block with the command line `heretic` in a folder without
-    `config.toml`, since heretic's `Settings` parse both.
-    """
-    saved_arguments = sys.argv
-    saved_directory = os.getcwd()
-    with tempfile.TemporaryDirectory() as directory:
-        sys.argv = ["heretic"]
-        os.chdir(directory)
-        try:
-            yield
-        finally:
-            sys.argv = saved_arguments
-            os.chdir(saved_directory)
 
 
 def load_heretic_model(model_path: Path, batch_size: int, seed: int) -> Model:

