@@ -17,7 +17,7 @@ out-of-memory error splits the batch for good instead of failing the trial.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -31,6 +31,9 @@ from .console import print as console_print
 from .divergence import masked_position_means, masked_weighted_mean, position_weights
 from .reference import PromptModel, ReferenceBatch, build_reference_batch, input_device
 from .settings import ReferenceStorage, TeacherForcedKLSettings
+
+#: The result of one batch for `TeacherForcedKLEngine._run_batches`.
+Result = TypeVar("Result")
 
 #: Bytes per stored reference log-probability (float32).
 BYTES_PER_LOG_PROBABILITY = 4
@@ -231,19 +234,11 @@ class TeacherForcedKLEngine:
 
             hf_model = model.model
             device = input_device(hf_model)
-            index = 0
-            while index < len(self.batches):
-                try:
-                    self.reference_log_probabilities.append(
-                        self._reference_batch(hf_model, index, device, len(prompts))
-                    )
-                    index += 1
-                    continue
-                except Exception as error:
-                    if not self._can_split_after(error, index):
-                        raise
-                # The handler has ended, so the failed attempt's tensors are released.
-                self._split_batch(index)
+            self.reference_log_probabilities = self._run_batches(
+                lambda index: self._reference_batch(
+                    hf_model, index, device, len(prompts)
+                )
+            )
 
         # Splitting a batch keeps the order of the prompts, so these stay valid.
         self._counted = torch.cat([batch.counted.cpu() for batch in self.batches])
@@ -291,6 +286,27 @@ class TeacherForcedKLEngine:
             f"[bold]{self.kl_tokens}[/] tokens x [bold]{vocabulary}[/] vocabulary x 4 bytes = "
             f"[bold]{self.reference_bytes / 2**20:.1f} MiB[/], kept {where}"
         )
+
+    def _run_batches(self, run: Callable[[int], Result]) -> list[Result]:
+        """
+        Calls `run` with the index of every batch in order and returns the results.
+        When a batch runs out of memory, it is split in two (for good) and the
+        first half is retried; any other error, or one with a single prompt, is
+        raised.
+        """
+        results: list[Result] = []
+        index = 0
+        while index < len(self.batches):
+            try:
+                results.append(run(index))
+                index += 1
+                continue
+            except Exception as error:
+                if not self._can_split_after(error, index):
+                    raise
+            # The handler has ended, so the failed attempt's tensors are released.
+            self._split_batch(index)
+        return results
 
     def _can_split_after(self, error: BaseException, index: int) -> bool:
         """Whether `error` ran out of memory and splitting batch `index` may avoid it."""
@@ -399,19 +415,10 @@ class TeacherForcedKLEngine:
             raise RuntimeError("build_reference must run before measure.")
 
         device = input_device(hf_model)
-        parts: list[BatchDivergence] = []
         with torch.inference_mode():
-            index = 0
-            while index < len(self.batches):
-                try:
-                    parts.append(self._measure_batch(hf_model, index, device, details))
-                    index += 1
-                    continue
-                except Exception as error:
-                    if not self._can_split_after(error, index):
-                        raise
-                # The handler has ended, so the failed attempt's tensors are released.
-                self._split_batch(index)
+            parts = self._run_batches(
+                lambda index: self._measure_batch(hf_model, index, device, details)
+            )
 
         counted, targets = self._token_matrices()
         # One transfer per result, after the last batch, so nothing waits in between.
