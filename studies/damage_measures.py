@@ -26,7 +26,10 @@ import torch.nn.functional as F
 from heretic.model import Model
 from heretic.utils import Prompt, batchify
 
-from heretic_teacher_forced_kl.reference import ReferenceBatch, build_reference_batch
+from heretic_teacher_forced_kl.metric.reference import (
+    ReferenceBatch,
+    build_reference_batch,
+)
 
 #: How often the original's answers are re-checked in the measurement's batches.
 CONFIRMATION_ROUNDS = 5

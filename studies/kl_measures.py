@@ -34,8 +34,8 @@ from heretic.model import Model
 from heretic.utils import Prompt, batchify
 from torch import Tensor
 
-from heretic_teacher_forced_kl.divergence import masked_weighted_mean
-from heretic_teacher_forced_kl.engine import TeacherForcedKLEngine
+from heretic_teacher_forced_kl.metric.engine import TeacherForcedKLEngine
+from heretic_teacher_forced_kl.metric.measurement import masked_weighted_mean
 
 #: The N of teacher-forced KL; one engine with the largest serves them all.
 TEACHER_FORCED_TOKENS = (3, 8, 16)

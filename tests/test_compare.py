@@ -30,19 +30,19 @@ from transformers import (
 )
 
 from heretic_teacher_forced_kl import TeacherForcedKLEngine
-from heretic_teacher_forced_kl.cli.compare import (
+from heretic_teacher_forced_kl.cli.compare.command import (
     default_prompts_path,
     default_system_prompt,
     load_comparison_prompts,
     prompt_specification,
 )
-from heretic_teacher_forced_kl.cli.compare_models import (
+from heretic_teacher_forced_kl.cli.compare.models import (
     ComparisonPromptModel,
     load_tokenizer,
-    resolve_source,
 )
-from heretic_teacher_forced_kl.cli.compare_progress import ComparisonProgress
+from heretic_teacher_forced_kl.cli.compare.progress import ComparisonProgress
 from heretic_teacher_forced_kl.cli.main import main as heretic_kl
+from heretic_teacher_forced_kl.cli.model_sources import resolve_source
 
 KL_TOKENS = 4
 

@@ -9,14 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from heretic_teacher_forced_kl.display import format_position_means
-from heretic_teacher_forced_kl.divergence import (
+from heretic_teacher_forced_kl.adapters.display import format_position_means
+from heretic_teacher_forced_kl.metric.divergence import (
     counted_positions,
     kl_divergence_per_position,
     log_probabilities,
+    position_weights,
+)
+from heretic_teacher_forced_kl.metric.measurement import (
     masked_position_means,
     masked_weighted_mean,
-    position_weights,
 )
 
 

@@ -20,7 +20,7 @@ from heretic.model import Model
 from heretic_host import heretic_model, prompts
 
 from heretic_teacher_forced_kl import TeacherForcedKLEngine
-from heretic_teacher_forced_kl.reference import end_of_sequence_token_ids
+from heretic_teacher_forced_kl.metric.reference import end_of_sequence_token_ids
 
 MODEL_FIXTURES = ["tiny_llama_path", "tiny_qwen2_path", "smollm2_path"]
 KL_TOKENS = 5

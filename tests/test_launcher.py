@@ -20,16 +20,20 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from heretic_teacher_forced_kl import TeacherForcedKL
-from heretic_teacher_forced_kl.cli.arguments import LauncherError, effective_settings
-from heretic_teacher_forced_kl.cli.launch import (
-    replace_kl_scorer,
+from heretic_teacher_forced_kl.adapters.settings_sources import (
     settings_with_scorer_table,
 )
-from heretic_teacher_forced_kl.cli.registry import (
+from heretic_teacher_forced_kl.cli.launcher.config import effective_settings
+from heretic_teacher_forced_kl.cli.launcher.scorers import (
+    registered_scorers,
+    replace_kl_scorer,
+    resolve_scorer,
+)
+from heretic_teacher_forced_kl.errors import UsageError
+from heretic_teacher_forced_kl.names import (
     BUILT_IN_KL_PLUGIN,
     ENTRY_POINT_GROUP,
-    registered_scorers,
-    resolve_scorer,
+    TEACHER_FORCED_KL_PLUGIN,
 )
 
 TESTS_DIRECTORY = Path(__file__).resolve().parent
@@ -41,7 +45,6 @@ KEYWORD_RATE = {
     "plugin": "heretic.scorers.keyword_rate.KeywordRate",
     "optimization": "minimize",
 }
-TEACHER_FORCED_KL_PLUGIN = "heretic_teacher_forced_kl.TeacherForcedKL"
 
 
 def run_launcher(
@@ -145,7 +148,7 @@ def test_config_table_applies_without_flags() -> None:
 
 def test_invalid_config_table_is_a_one_line_error() -> None:
     with pytest.raises(
-        LauncherError, match=r"config.toml \[scorer.TeacherForcedKL\] kl_tokens"
+        UsageError, match=r"config.toml \[scorer.TeacherForcedKL\] kl_tokens"
     ):
         effective_settings({"scorer": {"TeacherForcedKL": {"kl_tokens": 0}}}, {})
 
@@ -401,7 +404,7 @@ def test_damaged_model_teacher_forced_kl_differs_from_first_token_kl(
 
 
 def test_non_interactive_answers_use_command_line_values_and_otherwise_exit() -> None:
-    from heretic_teacher_forced_kl.cli.launch import (
+    from heretic_teacher_forced_kl.adapters.menus import (
         non_interactive_answer,
         non_interactive_select,
     )

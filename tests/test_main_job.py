@@ -12,10 +12,12 @@ from conftest import REPOSITORY_ROOT
 from heretic.config import Settings
 from heretic_host import neutral_command_line
 
-from heretic_teacher_forced_kl.cli.arguments import effective_settings, read_config_file
-from heretic_teacher_forced_kl.cli.launch import (
-    has_plugin_api,
-    settings_without_plugin_tables,
+from heretic_teacher_forced_kl.adapters.legacy.launch import PLUGIN_TABLES
+from heretic_teacher_forced_kl.adapters.plugin_api import HAS_PLUGIN_API
+from heretic_teacher_forced_kl.adapters.settings_sources import settings_without_tables
+from heretic_teacher_forced_kl.cli.launcher.config import (
+    effective_settings,
+    read_config_file,
 )
 
 EXAMPLE_FOLDER = REPOSITORY_ROOT / "examples" / "smollm2"
@@ -25,7 +27,7 @@ MAIN_JOB_SCRIPT = REPOSITORY_ROOT / "scripts" / "main_job.sh"
 def example_heretic_settings() -> Settings:
     """The installed heretic's settings as the main job's `heretic-kl` run builds them."""
     settings_class = (
-        Settings if has_plugin_api() else settings_without_plugin_tables(Settings)
+        Settings if HAS_PLUGIN_API else settings_without_tables(Settings, PLUGIN_TABLES)
     )
     with neutral_command_line(EXAMPLE_FOLDER):
         return settings_class(model="SmolLM2-135M-Instruct")

@@ -13,7 +13,6 @@ of failing the trial, and no trial tokenizes or generates anything.
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,18 +22,20 @@ from heretic.model import Model
 from heretic_host import heretic_model, prompts
 
 from heretic_teacher_forced_kl import TeacherForcedKLEngine
-from heretic_teacher_forced_kl.chunked_divergence import (
+from heretic_teacher_forced_kl.metric.divergence import (
     FLOAT32_BYTES,
     batch_divergence,
     chunked_log_probabilities,
-    rows_per_chunk,
-)
-from heretic_teacher_forced_kl.divergence import (
     kl_divergence_per_position,
     log_probabilities,
+    rows_per_chunk,
 )
-from heretic_teacher_forced_kl.engine import DEVICE_STORAGE_SHARE, storage_device_for
-from heretic_teacher_forced_kl.settings import ReferenceStorage
+from heretic_teacher_forced_kl.metric.memory import (
+    DEVICE_STORAGE_SHARE,
+    ReferenceStorage,
+    plan_reference_storage,
+    storage_device_for,
+)
 
 BENCHMARKS_DIRECTORY = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCHMARKS_DIRECTORY) not in sys.path:
@@ -112,7 +113,7 @@ def test_output_layer_sees_only_the_scored_positions(model: Model) -> None:
         assert output_shape == (batch_size, KL_TOKENS, vocabulary)
     # The positions are selected by a tensor of indices, so the output layer gets
     # a contiguous input, which the CPU multiplies several times faster.
-    assert engine._supports_scored_positions
+    assert engine.scored_logits.accepts_position_indices
     assert all(contiguous)
 
 
@@ -203,7 +204,7 @@ def test_reference_storage_decision_on_an_accelerator(
         assert storage_device_for(CPU, 1, storage) == CPU
 
 
-def test_choose_storage_reports_size_and_streaming(
+def test_storage_plan_reports_size_and_streaming(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     vocabulary = 1000
@@ -214,22 +215,22 @@ def test_choose_storage_reports_size_and_streaming(
     monkeypatch.setattr(
         torch.cuda, "mem_get_info", lambda device=None: (free_bytes, free_bytes)
     )
-    messages: list[str] = []
-    engine = TeacherForcedKLEngine(kl_tokens=KL_TOKENS, log=messages.append)
-    # Only the shape and the device of the log-probabilities are consulted.
-    log_probs = SimpleNamespace(shape=(3, KL_TOKENS, vocabulary), device=CUDA)
 
-    engine._choose_storage(log_probs, prompt_count)  # type: ignore[arg-type]
-    assert engine.reference_bytes == reference_bytes
-    assert engine.storage_device == CPU
-    assert "pinned CPU memory, streamed to the device per batch" in messages[-1]
+    plan = plan_reference_storage(
+        CUDA, prompt_count, KL_TOKENS, vocabulary, ReferenceStorage.AUTO
+    )
+    assert plan.reference_bytes == reference_bytes
+    assert plan.device == CPU
+    assert "pinned CPU memory, streamed to the device per batch" in plan.description
 
     monkeypatch.setattr(
         torch.cuda, "mem_get_info", lambda device=None: (free_bytes + 8, free_bytes + 8)
     )
-    engine._choose_storage(log_probs, prompt_count)  # type: ignore[arg-type]
-    assert engine.storage_device == CUDA
-    assert "kept on cuda:0" in messages[-1]
+    plan = plan_reference_storage(
+        CUDA, prompt_count, KL_TOKENS, vocabulary, ReferenceStorage.AUTO
+    )
+    assert plan.device == CUDA
+    assert "kept on cuda:0" in plan.description
 
 
 # The KL step's memory.

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from heretic_teacher_forced_kl.engine import KLMeasurement
+from heretic_teacher_forced_kl.metric.measurement import KLMeasurement
 from heretic_teacher_forced_kl.report import build_report, percentile
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from heretic_teacher_forced_kl.plugin_names import TEACHER_FORCED_KL_PLUGIN
+from heretic_teacher_forced_kl.names import TEACHER_FORCED_KL_PLUGIN
 from heretic_teacher_forced_kl.settings import (
     TeacherForcedKLSettings,
     validate_settings,

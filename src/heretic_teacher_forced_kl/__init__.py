@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .adapters.scorer import TeacherForcedKL
-    from .engine import KLMeasurement, TeacherForcedKLEngine
-    from .settings import ReferenceStorage, TeacherForcedKLSettings
+    from .metric.engine import TeacherForcedKLEngine
+    from .metric.measurement import KLMeasurement
+    from .metric.memory import ReferenceStorage
+    from .settings import TeacherForcedKLSettings
 
 try:
     __version__ = version("heretic-teacher-forced-kl")
@@ -26,10 +28,10 @@ except PackageNotFoundError:
 # The public names are imported on first use, so that the command line can
 # reject bad input before torch and heretic's model code are loaded.
 _PUBLIC_NAMES = {
-    "KLMeasurement": ".engine",
-    "ReferenceStorage": ".settings",
+    "KLMeasurement": ".metric.measurement",
+    "ReferenceStorage": ".metric.memory",
     "TeacherForcedKL": ".adapters.scorer",
-    "TeacherForcedKLEngine": ".engine",
+    "TeacherForcedKLEngine": ".metric.engine",
     "TeacherForcedKLSettings": ".settings",
 }
 

@@ -10,7 +10,7 @@ divergence with its standard error, its distribution over positions, its
 course along the continuation, the top-1 agreement, the change in the
 likelihood of the reference continuation, and the KL divergence split by how
 confident the original model was in its own token. Everything here is pure
-computation on tensors; `cli/compare_render.py` shows it on the console.
+computation on tensors; `cli/compare/render.py` shows it on the console.
 
 Standard errors are taken over prompts: each prompt's mean over its counted
 positions is one sample, since the positions within one continuation are
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .engine import KLMeasurement
+from .metric.measurement import KLMeasurement, masked_means
 
 #: The edges of the buckets of the original model's probability of its own token:
 #: [0, 0.5), [0.5, 0.8), [0.8, 0.95) and [0.95, 1] (the last bucket includes 1).
@@ -121,10 +121,7 @@ def percentile(sorted_values: Tensor, fraction: float) -> float:
 
 def per_prompt_means(values: Tensor, counted: Tensor) -> Tensor:
     """The mean of `values` over each prompt's counted positions (NaN where none counts)."""
-    mask = counted.double()
-    totals = (values.double() * mask).sum(dim=1)
-    counts = mask.sum(dim=1)
-    return torch.where(counts > 0, totals / counts.clamp(min=1), torch.nan)
+    return masked_means(values, counted, dimension=1)
 
 
 def standard_error_of_mean(samples: Tensor) -> float:

@@ -9,22 +9,14 @@ this model. `config.default.toml` lists every field, in this order, with its
 description.
 """
 
-from enum import Enum
 from typing import Any
 
 from heretic.config import DatasetSpecification
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-#: The table of `config.toml` that holds these settings.
-SETTINGS_TABLE = "scorer.TeacherForcedKL"
-
-
-class ReferenceStorage(str, Enum):
-    """Where the reference log-probabilities are kept between trials."""
-
-    AUTO = "auto"
-    DEVICE = "device"
-    CPU = "cpu"
+from .errors import describe_validation_error
+from .metric.memory import ReferenceStorage
+from .names import SETTINGS_TABLE
 
 
 def default_prompts() -> DatasetSpecification:
@@ -94,26 +86,6 @@ class TeacherForcedKLSettings(BaseModel):
     )
 
 
-def describe_validation_error(
-    error: ValidationError, table: str = SETTINGS_TABLE
-) -> str:
-    """
-    Turns a pydantic validation error into one line that names the setting and the fix.
-    """
-    messages = []
-    for details in error.errors():
-        location = ".".join(str(part) for part in details["loc"]) or "(table)"
-        message = details["msg"]
-        if "input" in details and details["type"] != "missing":
-            message += f" (got {details['input']!r})"
-        messages.append(f"{location}: {message}")
-    return (
-        f"Invalid [{table}] setting: "
-        + "; ".join(messages)
-        + ". See config.default.toml of heretic-teacher-forced-kl for valid values."
-    )
-
-
 def validate_settings(
     raw: dict[str, Any] | None, table: str = SETTINGS_TABLE
 ) -> TeacherForcedKLSettings:
@@ -123,4 +95,13 @@ def validate_settings(
     try:
         return TeacherForcedKLSettings.model_validate(raw or {})
     except ValidationError as error:
-        raise ValueError(describe_validation_error(error, table)) from None
+        raise ValueError(
+            describe_validation_error(
+                error,
+                prefix=f"Invalid [{table}] setting: ",
+                suffix=(
+                    ". See config.default.toml of heretic-teacher-forced-kl "
+                    "for valid values."
+                ),
+            )
+        ) from None

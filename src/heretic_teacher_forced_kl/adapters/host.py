@@ -2,7 +2,8 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-The one place that reaches into heretic beyond its public plugin API.
+What both heretic hosts share: the one guarded access to heretic's model, the
+batch size, and the start-up steps of the scorer.
 
 heretic's plugin `Context` deliberately exposes only first-token logits, which
 cannot drive a teacher-forced pass; like upstream's own benchmark scorer, this
@@ -11,14 +12,15 @@ goes through `heretic_model`, which fails with a clear message on a host that
 lacks it.
 """
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from heretic.config import DatasetSpecification
-from heretic.utils import Prompt, load_prompts
-
-from ..reference import PromptModel
-from ..settings import SETTINGS_TABLE
+from ..console import print, print_item
+from ..metric.engine import TeacherForcedKLEngine
+from ..metric.reference import PromptModel
+from ..names import SETTINGS_TABLE
+from ..prompts import load_prompt_set
+from ..settings import TeacherForcedKLSettings
 
 #: heretic's batch size setting is 0 ("auto") until heretic has determined it.
 FALLBACK_BATCH_SIZE = 8
@@ -42,37 +44,59 @@ def host_batch_size(heretic_settings: Any) -> int:
     return batch_size if batch_size > 0 else FALLBACK_BATCH_SIZE
 
 
+def prompt_loader(ctx: Any, heretic_settings: Any) -> Callable[[Any], list[Any]]:
+    """
+    Returns how to load a prompt set: the plugin context's public `load_prompts`,
+    or, for a context without it (a fork of heretic-llm 1.4.0), heretic's own
+    `load_prompts` with heretic's settings.
+    """
+    load = getattr(ctx, "load_prompts", None)
+    return load if callable(load) else heretic_prompt_loader(heretic_settings)
+
+
+def heretic_prompt_loader(heretic_settings: Any) -> Callable[[Any], list[Any]]:
+    """Returns heretic's own `load_prompts`, bound to heretic's settings."""
+    from heretic.utils import load_prompts
+
+    return lambda specification: load_prompts(heretic_settings, specification)
+
+
 def load_scorer_prompts(
-    heretic_settings: Any,
-    specification: DatasetSpecification,
-    table: str = SETTINGS_TABLE,
-) -> list[Prompt]:
+    load: Callable[[Any], list[Any]], settings: TeacherForcedKLSettings
+) -> list[Any]:
     """
-    Loads the scorer's prompts with heretic's own loader (system prompt, prefix and
-    suffix included), turning every failure into a one-line error that names the setting.
+    Loads the scorer's prompts with the host's loader (heretic's own: system
+    prompt, prefix and suffix included), reporting them as heretic reports its own.
     """
-    dataset = specification.dataset
-    if (
-        dataset.endswith((".txt", ".jsonl", ".json", ".csv"))
-        and not Path(dataset).is_file()
-    ):
-        raise ValueError(
-            f"[{table}] prompts: no file at {dataset!r}; set prompts.dataset to an "
-            "existing .txt file (one prompt per line) or a dataset ID or folder."
-        )
-    try:
-        prompts = load_prompts(heretic_settings, specification)
-    except Exception as error:
-        detail = " ".join(str(error).split()) or type(error).__name__
-        raise ValueError(
-            f"[{table}] prompts: cannot load dataset {specification.dataset!r} "
-            f"({detail}); set prompts.dataset to a readable dataset, a dataset saved "
-            "on disk, or a .txt file with one prompt per line."
-        ) from None
-    if not prompts:
-        raise ValueError(
-            f"[{table}] prompts: dataset {specification.dataset!r} "
-            f"(split {specification.split!r}) holds no prompts; point prompts.dataset "
-            "or prompts.split at a non-empty prompt set."
-        )
+    print()
+    print(
+        f"Loading teacher-forced KL prompts from [bold]{settings.prompts.dataset}[/]..."
+    )
+    prompts = load_prompt_set(load, settings.prompts, f"[{SETTINGS_TABLE}] prompts")
+    print(f"* [bold]{len(prompts)}[/] prompts loaded")
     return prompts
+
+
+def start_engine(
+    settings: TeacherForcedKLSettings,
+    heretic_settings: Any,
+    model: PromptModel,
+    prompts: list[Any],
+) -> TeacherForcedKLEngine:
+    """
+    Builds the engine from the scorer's settings and heretic's batch size, and the
+    reference from the original `model`: the start-up of the scorer on both hosts.
+    """
+    print(
+        f"* Generating the original model's [bold]{settings.kl_tokens}[/]-token "
+        "reference continuations for teacher-forced KL divergence..."
+    )
+    engine = TeacherForcedKLEngine(
+        kl_tokens=settings.kl_tokens,
+        batch_size=settings.batch_size or host_batch_size(heretic_settings),
+        position_weight_decay=settings.position_weight_decay,
+        reference_storage=settings.reference_storage,
+        log=print_item,
+    )
+    engine.build_reference(model, prompts)
+    return engine

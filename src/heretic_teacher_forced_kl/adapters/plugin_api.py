@@ -6,58 +6,17 @@ heretic's scorer plugin API, where the installed heretic has it.
 
 heretic master has `heretic.scorer.Scorer` and `heretic.scorer.Score`; the
 scorer then subclasses the real classes, so heretic loads it like any plugin.
-heretic-llm 1.4.0 has no plugin API: the minimal stand-ins below keep the
-scorer importable and usable by forks that pass it a context holding heretic's
-model, with the same constructor, properties and `Score` fields.
+heretic-llm 1.4.0 has none: the stand-ins of `legacy.stand_ins` take their place.
 """
-
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
 
 try:
     from heretic.scorer import Score, Scorer
 
     HAS_PLUGIN_API = True
 except ImportError:
+    from .legacy.stand_ins import Score, Scorer  # type: ignore[assignment]
+
     HAS_PLUGIN_API = False
-
-    @dataclass
-    class Score:  # type: ignore[no-redef]
-        """The result of a scorer, with the same fields as `heretic.scorer.Score`."""
-
-        value: float
-        rich_display: str
-        md_display: str
-
-    class Scorer(ABC):  # type: ignore[no-redef]
-        """A stand-in for `heretic.scorer.Scorer` on hosts without the plugin API."""
-
-        def __init__(self, heretic_settings: Any, settings: Any = None) -> None:
-            self.heretic_settings = heretic_settings
-            self.settings = settings
-
-        @property
-        def reproducible(self) -> bool:
-            """Whether runs with this scorer can be reproduced bit for bit."""
-            return False
-
-        @property
-        def score_name(self) -> str:
-            """The name under which the score is shown."""
-            return self.__class__.__name__
-
-        def init(self, ctx: Any) -> None:
-            """One-time setup, before the model is modified."""
-            return None
-
-        @abstractmethod
-        def get_score(self, ctx: Any) -> Score:
-            """Returns the score of the current model."""
-
-        def get_baseline_score(self, ctx: Any) -> Score:
-            """Returns the score of the original model."""
-            return self.get_score(ctx)
 
 
 __all__ = ["HAS_PLUGIN_API", "Score", "Scorer"]

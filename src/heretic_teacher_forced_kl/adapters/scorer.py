@@ -17,19 +17,20 @@ Enable it in `config.toml`:
 
 from typing import Any
 
-from heretic.utils import Prompt
-
 # Absolute imports, so that heretic can also load this file by its path
 # (`path/to/scorer.py:TeacherForcedKL`), outside its package.
+from heretic_teacher_forced_kl.adapters.display import (
+    markdown_display,
+    rich_display,
+)
 from heretic_teacher_forced_kl.adapters.host import (
     heretic_model,
-    host_batch_size,
     load_scorer_prompts,
+    prompt_loader,
+    start_engine,
 )
 from heretic_teacher_forced_kl.adapters.plugin_api import Score, Scorer
-from heretic_teacher_forced_kl.console import print
-from heretic_teacher_forced_kl.display import markdown_display, rich_display
-from heretic_teacher_forced_kl.engine import KLMeasurement, TeacherForcedKLEngine
+from heretic_teacher_forced_kl.metric.engine import TeacherForcedKLEngine
 from heretic_teacher_forced_kl.settings import (
     TeacherForcedKLSettings,
     validate_settings,
@@ -47,9 +48,7 @@ class TeacherForcedKL(Scorer):
     """
 
     settings: TeacherForcedKLSettings
-    prompts: list[Prompt]
     engine: TeacherForcedKLEngine
-    last_measurement: KLMeasurement | None
 
     @property
     def reproducible(self) -> bool:
@@ -71,28 +70,14 @@ class TeacherForcedKL(Scorer):
         if self.settings is None:
             self.settings = TeacherForcedKLSettings()
         model = heretic_model(ctx)
-
-        print()
-        print(
-            "Loading TeacherForcedKL evaluation prompts from "
-            f"[bold]{self.settings.prompts.dataset}[/]..."
+        # The public plugin API loads prompts as heretic loads its own.
+        prompts = load_scorer_prompts(
+            prompt_loader(ctx, self.heretic_settings), self.settings
         )
-        self.prompts = load_scorer_prompts(self.heretic_settings, self.settings.prompts)
-        print(f"* [bold]{len(self.prompts)}[/] prompts loaded")
-
-        print(
-            f"* Generating the original model's [bold]{self.settings.kl_tokens}[/]-token "
-            "reference continuations..."
-        )
-        self.engine = TeacherForcedKLEngine.from_settings(
-            self.settings, host_batch_size(self.heretic_settings), log=print
-        )
-        self.engine.build_reference(model, self.prompts)
-        self.last_measurement = None
+        self.engine = start_engine(self.settings, self.heretic_settings, model, prompts)
 
     def get_score(self, ctx: Any) -> Score:
         measurement = self.engine.measure(heretic_model(ctx).model)
-        self.last_measurement = measurement
         return Score(
             value=measurement.mean,
             rich_display=rich_display(measurement),

@@ -6,6 +6,8 @@ The `heretic-kl` console script.
 
     heretic-kl [heretic's flags] [--scorer NAME] [--kl-tokens N] [MODEL]
     heretic-kl compare ORIGINAL CANDIDATE [--prompts SPEC] [--kl-tokens N] ...
+
+Both commands report bad input as one line with exit status 2.
 """
 
 import sys
@@ -13,60 +15,30 @@ import sys
 from rich.markup import escape
 
 from ..console import console
-from .arguments import (
-    LauncherError,
-    build_parser,
-    check_model,
-    model_argument,
-    parse_arguments,
-    read_config_file,
-)
+from ..errors import UsageError
 
-
-def print_help() -> None:
-    """Prints the launcher's options, then heretic's own help."""
-    build_parser().print_help()
-    print()
-    print("heretic's options (all accepted by heretic-kl):")
-    print()
-    sys.stdout.flush()
-    sys.argv = ["heretic", "--help"]
-    # heretic parses its command line, prints its help and exits when
-    # `heretic.main` is imported with --help on the command line.
-    import heretic.main  # noqa: F401
+#: The exit status for bad input, as argparse uses it.
+USAGE_ERROR_STATUS = 2
 
 
 def fail(message: str) -> int:
     """Prints a one-line error and returns the exit status for bad input."""
     console.print(f"[red]heretic-kl: error: {escape(message)}[/]", soft_wrap=True)
-    return 2
+    return USAGE_ERROR_STATUS
 
 
 def main(arguments: list[str] | None = None) -> int:
     """Runs the launcher (or `compare`) and returns the exit status."""
     arguments = list(sys.argv[1:] if arguments is None else arguments)
-
-    if arguments and arguments[0] == "compare":
-        from .compare import main as compare_main
-
-        return compare_main(arguments[1:])
-
-    if "-h" in arguments or "--help" in arguments:
-        print_help()
-        return 0
-
     try:
-        options = parse_arguments(arguments)
-        config = read_config_file()
-        check_model(model_argument(options.heretic_arguments, config))
+        if arguments and arguments[0] == "compare":
+            from .compare.command import compare
 
-        from .launch import has_plugin_api, launch_legacy, launch_plugin_host
+            return compare(arguments[1:])
+        from .launcher.run import launch
 
-        if has_plugin_api():
-            launch_plugin_host(options, config)
-        else:
-            launch_legacy(options, config)
-    except LauncherError as error:
+        launch(arguments)
+    except UsageError as error:
         return fail(str(error))
     return 0
 

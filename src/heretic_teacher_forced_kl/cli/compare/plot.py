@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..report import ComparisonReport
+from ...report import ComparisonReport
 
 #: The one-line fix printed when matplotlib is missing.
 INSTALL_HINT = "pip install 'heretic-teacher-forced-kl[plot]'"

@@ -12,23 +12,21 @@ time, except for an adapter candidate, which is applied to the original itself.
 """
 
 import argparse
-import dataclasses
 import json
-import math
-import sys
 from importlib.resources import files
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NoReturn
 
-from ..console import console
-from ..console import print as console_print
-from ..report import ComparisonReport, build_report
-from .arguments import parse_prompts_flag
-from .compare_models import (
-    CompareError,
+from ...console import console
+from ...console import print as console_print
+from ...errors import UsageError, describe_validation_error
+from ...prompts import load_prompt_set, prompts_table
+from ...report import build_report
+from ..model_sources import resolve_source
+from .document import decode_references, report_document
+from .models import (
     ComparisonPromptModel,
-    ModelSource,
     adapter_base_matches,
     adapter_base_name,
     apply_adapter,
@@ -39,13 +37,11 @@ from .compare_models import (
     load_model,
     load_tokenizer,
     model_device,
-    one_line,
     output_width,
     release_memory,
-    resolve_source,
 )
-from .compare_plot import PlotUnavailableError, require_matplotlib, write_plot
-from .compare_render import render_report
+from .plot import PlotUnavailableError, require_matplotlib, write_plot
+from .render import render_report
 
 #: The bundled prompts used when `--prompts` is not given.
 DEFAULT_PROMPTS = "data/prompts/harmless_evaluation.txt"
@@ -60,14 +56,12 @@ DEFAULT_BATCH_SIZE = 8
 #: The dtypes a model can be loaded in ("auto": the dtype it was saved in).
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
-#: The split and column used for a dataset ID or folder given without a JSON specification.
-
 
 class CompareArgumentParser(argparse.ArgumentParser):
-    """An argument parser whose errors become one-line `CompareError`s."""
+    """An argument parser whose errors become one-line `UsageError`s."""
 
     def error(self, message: str) -> NoReturn:
-        raise CompareError(f"compare: {message}.")
+        raise UsageError(f"compare: {message}.")
 
 
 def default_prompts_path() -> str:
@@ -178,11 +172,9 @@ def build_parser() -> CompareArgumentParser:
 def check_options(options: argparse.Namespace) -> None:
     """Checks every option that can be checked before anything is loaded."""
     if options.kl_tokens < 1:
-        raise CompareError(f"--kl-tokens: must be at least 1, got {options.kl_tokens}.")
+        raise UsageError(f"--kl-tokens: must be at least 1, got {options.kl_tokens}.")
     if options.batch_size < 1:
-        raise CompareError(
-            f"--batch-size: must be at least 1, got {options.batch_size}."
-        )
+        raise UsageError(f"--batch-size: must be at least 1, got {options.batch_size}.")
     for flag in ("json", "plot"):
         path = getattr(options, flag)
         if path is None:
@@ -190,14 +182,14 @@ def check_options(options: argparse.Namespace) -> None:
         path = path.expanduser()
         setattr(options, flag, path)
         if not path.resolve().parent.is_dir():
-            raise CompareError(
+            raise UsageError(
                 f"--{flag}: the folder of {str(path)!r} does not exist; create it first."
             )
     if options.plot is not None:
         try:
             require_matplotlib()
         except PlotUnavailableError as error:
-            raise CompareError(str(error)) from None
+            raise UsageError(str(error)) from None
 
 
 def prompt_specification(value: str | None) -> Any:
@@ -207,20 +199,19 @@ def prompt_specification(value: str | None) -> Any:
 
     if value is None:
         return DatasetSpecification(dataset=default_prompts_path())
-    if not value.lstrip().startswith("{") and not Path(value).is_file():
-        if value.endswith((".txt", ".json", ".jsonl", ".csv")):
-            raise CompareError(
-                f"--prompts: no file at {value!r}; give a .txt file with one prompt per line."
-            )
-    fields = parse_prompts_flag(value, "--prompts", CompareError)
+    fields = prompts_table(value, "--prompts")
     try:
         return DatasetSpecification.model_validate(fields)
     except ValidationError as error:
-        details = error.errors()[0]
-        location = ".".join(str(part) for part in details["loc"])
-        raise CompareError(
-            f"--prompts: {location}: {details['msg']}; give the fields of heretic's "
-            "DatasetSpecification (dataset, split, column, prefix, suffix, system_prompt)."
+        raise UsageError(
+            describe_validation_error(
+                error,
+                prefix="--prompts: ",
+                suffix=(
+                    "; give the fields of heretic's DatasetSpecification (dataset, "
+                    "split, column, prefix, suffix, system_prompt)."
+                ),
+            )
         ) from None
 
 
@@ -228,91 +219,27 @@ def load_comparison_prompts(specification: Any, system_prompt: str) -> list[Any]
     """Loads the prompts with heretic's own loader, with one-line errors."""
     from heretic.utils import load_prompts
 
+    settings = SimpleNamespace(system_prompt=system_prompt)
     try:
-        prompts = load_prompts(
-            SimpleNamespace(system_prompt=system_prompt), specification
-        )  # type: ignore[arg-type]
-    except Exception as error:
-        raise CompareError(
-            f"--prompts: cannot load {specification.dataset!r} ({one_line(error)}); give a .txt "
-            "file, a dataset saved on disk, or a dataset ID with split and column."
-        ) from None
-    if not prompts:
-        raise CompareError(f"--prompts: {specification.dataset!r} holds no prompts.")
-    return prompts
-
-
-def json_safe(value: Any) -> Any:
-    """Replaces NaN and infinities (which JSON lacks) by null, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
-
-
-def report_document(
-    report: ComparisonReport,
-    options: argparse.Namespace,
-    specification: Any,
-    prompts: list[Any],
-    references: list[str],
-    candidate: ModelSource,
-    dtypes: dict[str, str],
-) -> dict[str, Any]:
-    """Everything the `--json` file holds: the inputs, the settings and every number."""
-    per_prompt = [
-        {
-            "system": prompt.system,
-            "user": prompt.user,
-            "reference": reference,
-            "counted_tokens": counted,
-            "mean_kl": mean,
-        }
-        for prompt, reference, counted, mean in zip(
-            prompts, references, report.prompt_counted_tokens, report.prompt_mean_kl
+        return load_prompt_set(
+            lambda specification: load_prompts(settings, specification),  # type: ignore[arg-type]
+            specification,
+            "--prompts",
         )
-    ]
-    return json_safe(
-        {
-            "original": options.original,
-            "candidate": options.candidate,
-            "candidate_kind": "adapter" if candidate.is_adapter else "model",
-            "settings": {
-                "prompts": specification.model_dump(),
-                "system_prompt": options.system_prompt,
-                "kl_tokens": options.kl_tokens,
-                "batch_size": options.batch_size,
-                "device": options.device,
-                "dtype": options.dtype,
-                "loaded_dtypes": dtypes,
-                "standard_errors": "standard error of the mean of per-prompt means",
-            },
-            "report": dataclasses.asdict(report),
-            "prompts": per_prompt,
-        }
-    )
-
-
-def decode_references(tokenizer: Any, targets: Any, counted: Any) -> list[str]:
-    """The counted reference tokens of every prompt, as text."""
-    return [
-        tokenizer.decode(row[mask].tolist(), skip_special_tokens=False)
-        for row, mask in zip(targets, counted)
-    ]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def run(options: argparse.Namespace) -> None:
     """Loads the models, measures, and prints and writes the report."""
-    from ..engine import TeacherForcedKLEngine
-    from .compare_progress import ComparisonProgress
+    from ...console import print_item
+    from ...metric.engine import TeacherForcedKLEngine
+    from .progress import ComparisonProgress
 
     original = resolve_source(options.original, "ORIGINAL")
     candidate = resolve_source(options.candidate, "CANDIDATE")
     if original.is_adapter:
-        raise CompareError(
+        raise UsageError(
             f"ORIGINAL: {options.original!r} is a LoRA adapter; give its base model as "
             "ORIGINAL and the adapter as CANDIDATE."
         )
@@ -347,7 +274,7 @@ def run(options: argparse.Namespace) -> None:
         f"[bold]{len(prompts)}[/] prompts, [bold]{options.kl_tokens}[/] reference tokens each"
     )
     engine = TeacherForcedKLEngine(
-        kl_tokens=options.kl_tokens, batch_size=options.batch_size, log=console_print
+        kl_tokens=options.kl_tokens, batch_size=options.batch_size, log=print_item
     )
     console_print(f"* Loading ORIGINAL [bold]{options.original}[/]...")
     original_model = load_model(
@@ -410,22 +337,16 @@ def run(options: argparse.Namespace) -> None:
         console_print(f"* Plot written to [bold]{options.plot}[/]")
 
 
-def main(arguments: list[str]) -> int:
-    """Runs `heretic-kl compare` and returns the exit status (2 for bad input)."""
-    from .main import fail
-
-    parser = build_parser()
+def compare(arguments: list[str]) -> int:
+    """
+    Runs `heretic-kl compare` and returns the exit status; bad input raises
+    `UsageError`, which the command line reports as one line.
+    """
     try:
-        options = parser.parse_args(arguments)
-        check_options(options)
-        run(options)
-    except CompareError as error:
-        return fail(str(error))
+        options = build_parser().parse_args(arguments)
     except SystemExit as exit_request:
         # `--help` prints the usage and asks to exit.
         return int(exit_request.code or 0)
+    check_options(options)
+    run(options)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

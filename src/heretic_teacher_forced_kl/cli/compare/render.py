@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..report import ComparisonReport
+from ...report import ComparisonReport
 
 
 def number(value: float, digits: int = 4) -> str:

@@ -5,7 +5,7 @@
 
 import math
 
-from .engine import KLMeasurement
+from ..metric.measurement import KLMeasurement
 
 #: Up to this many positions, every per-position mean is shown.
 MAXIMUM_POSITIONS_SHOWN = 8

@@ -2,25 +2,30 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-One batch's log-probabilities and KL divergence, computed in bounded memory.
+The mathematics of teacher-forced KL divergence, free of any model or host.
+
+Every function here works on tensors that already live on the device that
+holds the logits, so nothing is copied between devices. The exact functions
+(`log_probabilities`, `kl_divergence_per_position`) define the quantity; the
+chunked ones (`chunked_log_probabilities`, `batch_divergence`) compute the same
+values in bounded memory, as the engine does.
 
 A batch's scored logits have the shape (prompts, kl_tokens, vocabulary). The
 plain formula `exp(reference) * (reference - current)` materializes three
-temporaries of that full shape besides the current log-probabilities. Here the
-rows (prompt, position) are processed in chunks of at most `CHUNK_BYTES` of
-float32 vocabulary rows, and each chunk reuses its own log-probability buffer
-for the difference, so that the extra memory of the KL step stays below
-three chunks however large the batch is. Every value equals what
-`divergence.kl_divergence_per_position` computes: the same element-wise
-operations in the same order, summed over the same contiguous rows.
+temporaries of that full shape besides the current log-probabilities. The
+chunked functions process the rows (prompt, position) in chunks of at most
+`CHUNK_BYTES` of float32 vocabulary rows, and each chunk reuses its own
+log-probability buffer for the difference, so that the extra memory of the KL
+step stays below three chunks however large the batch is. Every value equals
+what `kl_divergence_per_position` computes: the same element-wise operations in
+the same order, summed over the same contiguous rows.
 """
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-
-from .divergence import log_probabilities
 
 #: The most bytes of float32 vocabulary rows that one chunk holds. Big enough
 #: that every kernel still saturates the device, small enough that a chunk's
@@ -29,6 +34,68 @@ CHUNK_BYTES = 32 * 2**20
 
 #: Bytes per float32 value.
 FLOAT32_BYTES = 4
+
+
+def log_probabilities(logits: Tensor) -> Tensor:
+    """
+    Returns the log-softmax of `logits` over the last dimension, in float32.
+
+    Models usually produce logits in bfloat16 or float16, whose resolution is far
+    too coarse for differences between two nearly identical distributions.
+    """
+    return F.log_softmax(logits.float(), dim=-1)
+
+
+def kl_divergence_per_position(
+    reference_log_probabilities: Tensor,
+    current_log_probabilities: Tensor,
+) -> Tensor:
+    """
+    Returns KL(reference || current) over the full vocabulary for every position.
+
+    Both arguments have the shape (prompts, positions, vocabulary) and hold
+    log-probabilities; the result has the shape (prompts, positions). This is
+    the same quantity that `torch.nn.functional.kl_div` computes with
+    `log_target=True`, summed over the vocabulary, so that the first position
+    agrees exactly with heretic's first-token KL divergence.
+    """
+    return F.kl_div(
+        current_log_probabilities,
+        reference_log_probabilities,
+        reduction="none",
+        log_target=True,
+    ).sum(dim=-1)
+
+
+def position_weights(
+    positions: int,
+    decay: float,
+    device: torch.device | None = None,
+) -> Tensor:
+    """
+    Returns the geometric weights `decay ** k` for positions k = 0 .. positions - 1.
+
+    A decay of 1 weights every position equally.
+    """
+    exponents = torch.arange(positions, dtype=torch.float64, device=device)
+    return torch.pow(torch.tensor(decay, dtype=torch.float64, device=device), exponents)
+
+
+def counted_positions(
+    continuation: Tensor,
+    end_of_sequence_token_ids: Tensor,
+) -> Tensor:
+    """
+    Returns which continuation positions count towards the KL divergence.
+
+    `continuation` has the shape (prompts, positions). A position counts up to and
+    including the first end-of-sequence token; every position after it is masked,
+    because the reference text has already ended there.
+    """
+    is_end = torch.isin(continuation, end_of_sequence_token_ids.to(continuation.device))
+    # The number of end-of-sequence tokens strictly before each position.
+    ends_before = torch.cumsum(is_end.long(), dim=-1) - is_end.long()
+    return ends_before == 0
 
 
 @dataclass

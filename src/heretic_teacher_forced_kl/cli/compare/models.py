@@ -9,7 +9,7 @@ with heretic's own `Model.generate`, so that the reference continuations are
 exactly those the scorer builds inside heretic. The candidate is a saved model
 folder (or Hugging Face model ID), or a LoRA adapter folder as heretic and PEFT
 export it, which is applied to the original model once the reference exists.
-Every problem with the input becomes a `CompareError` with a one-line message.
+Every problem with the input becomes a `UsageError` with a one-line message.
 """
 
 import gc
@@ -20,18 +20,9 @@ from typing import Any
 
 import torch
 
-from ..engine import empty_device_cache
-from .arguments import looks_like_local_path
-
-#: The file that marks a folder as a PEFT adapter.
-ADAPTER_CONFIG_FILE = "adapter_config.json"
-
-#: The file that marks a folder as a Hugging Face model.
-MODEL_CONFIG_FILE = "config.json"
-
-
-class CompareError(Exception):
-    """A one-line error in the input of `heretic-kl compare`."""
+from ...errors import UsageError, one_line
+from ...metric.memory import empty_device_cache
+from ..model_sources import ADAPTER_CONFIG_FILE, ModelSource
 
 
 @dataclass
@@ -67,55 +58,15 @@ class ComparisonPromptModel:
         return Model.generate(self, prompts, **kwargs)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """A model argument: a local folder or a Hugging Face model ID, and whether it is an adapter."""
-
-    argument: str
-    name: str
-    location: str
-    is_local: bool
-    is_adapter: bool
-
-
-def resolve_source(argument: str, name: str) -> ModelSource:
-    """
-    Checks a model argument (`name` is ORIGINAL or CANDIDATE) before anything is
-    loaded: a local folder must exist and hold a model or an adapter.
-    """
-    path = Path(argument).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise CompareError(
-                f"{name}: {argument!r} is a file; give a model folder (with {MODEL_CONFIG_FILE}) "
-                f"or a LoRA adapter folder (with {ADAPTER_CONFIG_FILE})."
-            )
-        is_adapter = (path / ADAPTER_CONFIG_FILE).is_file()
-        if not is_adapter and not (path / MODEL_CONFIG_FILE).is_file():
-            raise CompareError(
-                f"{name}: {argument!r} holds neither {MODEL_CONFIG_FILE} nor "
-                f"{ADAPTER_CONFIG_FILE}; give a saved model folder or a LoRA adapter folder."
-            )
-        return ModelSource(
-            argument, name, str(path), is_local=True, is_adapter=is_adapter
-        )
-    if looks_like_local_path(argument):
-        raise CompareError(
-            f"{name}: no model folder at {argument!r}; give the path of a saved model "
-            "or a Hugging Face model ID (owner/name)."
-        )
-    return ModelSource(argument, name, argument, is_local=False, is_adapter=False)
-
-
 def read_json(path: Path, name: str) -> dict[str, Any]:
     """Reads a JSON object from a model folder, with a one-line error naming the argument."""
     try:
         with path.open(encoding="utf-8") as file:
             value = json.load(file)
     except (OSError, json.JSONDecodeError) as error:
-        raise CompareError(f"{name}: cannot read {path} ({error}).") from None
+        raise UsageError(f"{name}: cannot read {path} ({error}).") from None
     if not isinstance(value, dict):
-        raise CompareError(f"{name}: {path} does not hold a JSON object.")
+        raise UsageError(f"{name}: {path} does not hold a JSON object.")
     return value
 
 
@@ -128,7 +79,7 @@ def load_config(source: ModelSource, trust_remote_code: bool) -> Any:
             source.location, trust_remote_code=trust_remote_code
         )
     except Exception as error:
-        raise CompareError(
+        raise UsageError(
             f"{source.name}: cannot load the model configuration of {source.argument!r} "
             f"({one_line(error)})."
         ) from None
@@ -152,7 +103,7 @@ def check_vocabulary_sizes(original_config: Any, candidate_config: Any) -> None:
         and candidate_size is not None
         and original_size != candidate_size
     ):
-        raise CompareError(
+        raise UsageError(
             f"CANDIDATE: its vocabulary has {candidate_size} tokens and ORIGINAL's has "
             f"{original_size}; both models must share one tokenizer to be compared."
         )
@@ -167,7 +118,7 @@ def load_tokenizer(source: ModelSource, trust_remote_code: bool) -> Any:
             source.location, trust_remote_code=trust_remote_code
         )
     except Exception as error:
-        raise CompareError(
+        raise UsageError(
             f"{source.name}: cannot load the tokenizer of {source.argument!r} ({one_line(error)})."
         ) from None
     if tokenizer.pad_token is None:
@@ -207,7 +158,7 @@ def check_tokenizers(
         for token in set(original_vocabulary) | set(candidate_vocabulary)
         if original_vocabulary.get(token) != candidate_vocabulary.get(token)
     )
-    raise CompareError(
+    raise UsageError(
         f"CANDIDATE: its tokenizer differs from ORIGINAL's in {differing} tokens "
         f"({len(candidate_vocabulary)} against {len(original_vocabulary)} tokens); both models "
         "must share one tokenizer to be compared."
@@ -260,7 +211,7 @@ def load_model(
             trust_remote_code=trust_remote_code,
         )
     except Exception as error:
-        raise CompareError(
+        raise UsageError(
             f"{source.name}: cannot load the model {source.argument!r} ({one_line(error)})."
         ) from None
     model.eval()
@@ -286,7 +237,7 @@ def check_output_widths(original_width: int | None, candidate: Any) -> None:
         and candidate_width is not None
         and candidate_width != original_width
     ):
-        raise CompareError(
+        raise UsageError(
             f"CANDIDATE: it produces {candidate_width} logits per token and ORIGINAL "
             f"{original_width}; both models must share one vocabulary to be compared."
         )
@@ -307,7 +258,7 @@ def apply_adapter(base_model: Any, source: ModelSource, base_name: str | None) -
         model = PeftModel(base_model, config)
         result = model.load_adapter(source.location, adapter_name="default")
     except Exception as error:
-        raise CompareError(
+        raise UsageError(
             f"CANDIDATE: the adapter {source.argument!r} does not fit ORIGINAL "
             f"({one_line(error)}){made_for}; give its base model as ORIGINAL."
         ) from None
@@ -320,7 +271,7 @@ def apply_adapter(base_model: Any, source: ModelSource, base_name: str | None) -
             if unexpected
             else "no weights for some modules"
         )
-        raise CompareError(
+        raise UsageError(
             f"CANDIDATE: the adapter {source.argument!r} does not fit ORIGINAL ({kind}, "
             f"e.g. {example}){made_for}; give its base model as ORIGINAL."
         )
@@ -337,9 +288,3 @@ def release_memory(device: torch.device) -> None:
     """Returns the memory of models that are no longer referenced to the system."""
     gc.collect()
     empty_device_cache(device)
-
-
-def one_line(error: BaseException) -> str:
-    """An exception's message on a single line, shortened to a readable length."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -25,8 +25,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..console import console
-from .compare_models import ComparisonPromptModel
+from ...console import console
+from .models import ComparisonPromptModel
 
 
 class ComparisonProgress:

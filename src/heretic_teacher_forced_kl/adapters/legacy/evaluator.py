@@ -15,11 +15,11 @@ rule.
 
 from typing import Any
 
-from ..console import print
+from ...console import print
+from ...metric.engine import TeacherForcedKLEngine
+from ...settings import TeacherForcedKLSettings
 from ..display import rich_display
-from ..engine import KLMeasurement, TeacherForcedKLEngine
-from ..settings import TeacherForcedKLSettings
-from .host import host_batch_size, load_scorer_prompts
+from ..host import heretic_prompt_loader, load_scorer_prompts, start_engine
 
 
 def kl_objective(
@@ -60,31 +60,18 @@ def teacher_forced_evaluator(
         """1.4.0's evaluator, with teacher-forced KL divergence in place of first-token KL."""
 
         teacher_forced_kl: TeacherForcedKLEngine
-        last_measurement: KLMeasurement | None
 
         def __init__(self, settings: Any, model: Any) -> None:
             super().__init__(settings, model)
-
             if prompts_set_explicitly:
-                print()
-                print(
-                    "Loading teacher-forced KL prompts from "
-                    f"[bold]{scorer_settings.prompts.dataset}[/]..."
+                prompts = load_scorer_prompts(
+                    heretic_prompt_loader(settings), scorer_settings
                 )
-                prompts = load_scorer_prompts(settings, scorer_settings.prompts)
-                print(f"* [bold]{len(prompts)}[/] prompts loaded")
             else:
                 prompts = self.good_prompts
-
-            print(
-                f"* Generating the original model's [bold]{scorer_settings.kl_tokens}[/]"
-                "-token reference continuations for teacher-forced KL divergence..."
+            self.teacher_forced_kl = start_engine(
+                scorer_settings, settings, model, prompts
             )
-            self.teacher_forced_kl = TeacherForcedKLEngine.from_settings(
-                scorer_settings, host_batch_size(settings), log=print
-            )
-            self.teacher_forced_kl.build_reference(model, prompts)
-            self.last_measurement = None
 
         def get_score(self) -> tuple[tuple[float, float], float, int]:
             print(
@@ -92,7 +79,6 @@ def teacher_forced_evaluator(
                 f"[bold]{scorer_settings.kl_tokens}[/] tokens..."
             )
             measurement = self.teacher_forced_kl.measure(self.model.model)
-            self.last_measurement = measurement
             kl_divergence = measurement.mean
             print(
                 f"  * KL divergence (teacher-forced): [bold]{rich_display(measurement)}[/]"

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Copyright (C) 2026  heretic-teacher-forced-kl contributors
+
+"""
+The user-facing error type, and one-line descriptions of exceptions and
+validation errors.
+
+Bad input stops with one line that names the setting (or flag) and the fix.
+"""
+
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+#: The longest exception message that `one_line` keeps whole.
+MAXIMUM_MESSAGE_LENGTH = 300
+
+
+class UsageError(ValueError):
+    """Bad input to a command, reported as one line before any model is loaded."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on a single line, shortened to a readable length."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if len(text) <= MAXIMUM_MESSAGE_LENGTH:
+        return text
+    return text[: MAXIMUM_MESSAGE_LENGTH - 3] + "..."
+
+
+def validation_problems(
+    error: ValidationError,
+    location_name: Callable[[str], str] = str,
+    with_input: bool = True,
+) -> list[str]:
+    """
+    Describes every problem of a pydantic validation error as "location: message",
+    with the rejected input where `with_input` is set. `location_name` turns the
+    dotted location of the setting into the name the user typed (a flag, say).
+    """
+    problems = []
+    for details in error.errors():
+        location = ".".join(str(part) for part in details["loc"]) or "(table)"
+        message = str(details["msg"]).rstrip(".")
+        if with_input and "input" in details and details["type"] != "missing":
+            message += f" (got {details['input']!r})"
+        problems.append(f"{location_name(location)}: {message}")
+    return problems
+
+
+def describe_validation_error(
+    error: ValidationError,
+    prefix: str,
+    suffix: str,
+    location_name: Callable[[str], str] = str,
+) -> str:
+    """One line: `prefix`, every problem of the validation error, then `suffix`."""
+    return f"{prefix}{'; '.join(validation_problems(error, location_name))}{suffix}"

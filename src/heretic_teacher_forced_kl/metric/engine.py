@@ -1,0 +1,257 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Copyright (C) 2026  heretic-teacher-forced-kl contributors
+
+"""
+The teacher-forced KL engine, independent of how heretic hosts it.
+
+`build_reference` runs once, on the original model: it generates the reference
+continuations and stores the original model's log-probabilities, computed by
+the same teacher-forced forward pass that scoring uses, so that the unmodified
+model scores exactly 0. `measure` then runs one forward pass per batch over
+prompt + the first N - 1 reference tokens, computes logits only at the N scored
+positions (`forward.py`), and compares the full next-token distributions on the
+device that holds the logits, in chunks of bounded size (`divergence.py`). The
+token tensors are built once and moved to the model's input device once; an
+out-of-memory error splits the batch for good instead of failing the trial
+(`memory.py`). Messages are plain text, passed to `log` (by default the
+`logging` logger of this module).
+"""
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .divergence import (
+    BatchDivergence,
+    batch_divergence,
+    chunked_log_probabilities,
+    position_weights,
+)
+from .forward import ScoredLogits
+from .measurement import KLMeasurement
+from .memory import (
+    ReferenceStorage,
+    empty_device_cache,
+    plan_reference_storage,
+    run_splitting_on_out_of_memory,
+)
+from .reference import PromptModel, ReferenceBatch, build_reference_batch, input_device
+
+logger = logging.getLogger(__name__)
+
+
+class TeacherForcedKLEngine:
+    """
+    Measures teacher-forced multi-token KL divergence against a stored reference.
+
+    Construct it, call `build_reference` once with the original model, then call
+    `measure` (or `score`) on every modified model.
+    """
+
+    def __init__(
+        self,
+        kl_tokens: int = 3,
+        batch_size: int = 8,
+        position_weight_decay: float = 1.0,
+        reference_storage: ReferenceStorage = ReferenceStorage.AUTO,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if (
+            isinstance(kl_tokens, bool)
+            or not isinstance(kl_tokens, int)
+            or kl_tokens < 1
+        ):
+            raise ValueError(f"kl_tokens must be an integer >= 1, got {kl_tokens!r}.")
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+        if not 0 < position_weight_decay <= 1:
+            raise ValueError(
+                f"position_weight_decay must be in (0, 1], got {position_weight_decay!r}."
+            )
+        self.kl_tokens = kl_tokens
+        self.batch_size = batch_size
+        self.position_weight_decay = position_weight_decay
+        self.reference_storage = ReferenceStorage(reference_storage)
+        self.log = log if log is not None else logger.info
+        self.scored_logits = ScoredLogits(kl_tokens, self.log)
+        self.batches: list[ReferenceBatch] = []
+        self.reference_log_probabilities: list[Tensor] = []
+        self.reference_bytes = 0
+        self.storage_device: torch.device | None = None
+        # The `counted` and `targets` matrices of all prompts on the CPU, built once.
+        self.counted = torch.empty(0, kl_tokens, dtype=torch.bool)
+        self.targets = torch.empty(0, kl_tokens, dtype=torch.long)
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether `build_reference` has run."""
+        return bool(self.reference_log_probabilities)
+
+    def build_reference(self, model: PromptModel, prompts: list[Any]) -> None:
+        """
+        Generates the reference continuations with the original `model` and stores
+        its teacher-forced log-probabilities. Call it once, before any modification.
+        """
+        if not prompts:
+            raise ValueError(
+                "The prompt set is empty; teacher-forced KL needs at least one prompt."
+            )
+
+        self.batches = []
+        self.reference_log_probabilities = []
+        self.storage_device = None
+        with torch.inference_mode():
+            for start in range(0, len(prompts), self.batch_size):
+                self.batches.append(
+                    build_reference_batch(
+                        model, prompts[start : start + self.batch_size], self.kl_tokens
+                    )
+                )
+
+            hf_model = model.model
+            device = input_device(hf_model)
+            self.reference_log_probabilities = self._run_batches(
+                lambda index: self._reference_batch(
+                    hf_model, index, device, len(prompts)
+                )
+            )
+
+        # Splitting a batch keeps the order of the prompts, so these stay valid.
+        self.counted = torch.cat([batch.counted.cpu() for batch in self.batches])
+        self.targets = torch.cat([batch.targets.cpu() for batch in self.batches])
+
+    def _reference_batch(
+        self, hf_model: Any, index: int, device: torch.device, prompt_count: int
+    ) -> Tensor:
+        """Computes batch `index`'s reference log-probabilities and stores them."""
+        log_probs = chunked_log_probabilities(
+            self.scored_logits(hf_model, self._batch_on_device(index, device))
+        )
+        if self.storage_device is None:
+            plan = plan_reference_storage(
+                log_probs.device,
+                prompt_count,
+                self.kl_tokens,
+                log_probs.shape[-1],
+                self.reference_storage,
+            )
+            self.storage_device = plan.device
+            self.reference_bytes = plan.reference_bytes
+            self.log(plan.description)
+        storage_device = self.storage_device
+        assert storage_device is not None
+        if storage_device == log_probs.device:
+            return log_probs
+        if storage_device.type == "cpu" and log_probs.device.type == "cuda":
+            # One pinned copy, from which every trial streams its chunks asynchronously.
+            pinned = torch.empty(
+                log_probs.shape, dtype=log_probs.dtype, device="cpu", pin_memory=True
+            )
+            return pinned.copy_(log_probs)
+        return log_probs.to(storage_device)
+
+    def _run_batches(self, run: Callable[[int], Any]) -> list[Any]:
+        """Runs every batch in order, splitting a batch that runs out of memory."""
+        return run_splitting_on_out_of_memory(
+            lambda: len(self.batches),
+            run,
+            lambda index: self.batches[index].size > 1,
+            self._split_batch,
+        )
+
+    def _split_batch(self, index: int) -> None:
+        """
+        Splits batch `index` (and its reference, if stored) in two after an
+        out-of-memory error, so that the next attempt needs about half the
+        memory. The split is kept for every later trial.
+        """
+        batch = self.batches[index]
+        empty_device_cache(batch.input_ids.device)
+        first, second = batch.split()
+        self.batches[index : index + 1] = [first, second]
+        if index < len(self.reference_log_probabilities):
+            reference = self.reference_log_probabilities[index]
+            middle = first.size
+            self.reference_log_probabilities[index : index + 1] = [
+                reference[:middle],
+                reference[middle:],
+            ]
+        self.log(
+            f"Out of memory with a batch of {batch.size} prompts; "
+            f"retrying as {first.size} + {second.size}"
+        )
+
+    def _batch_on_device(self, index: int, device: torch.device) -> ReferenceBatch:
+        """
+        Returns batch `index` with its token tensors on `device`. They are moved
+        once and kept there, so no trial copies them again.
+        """
+        batch = self.batches[index]
+        if batch.input_ids.device != device:
+            batch = batch.to(device)
+            self.batches[index] = batch
+        return batch
+
+    def measure(self, hf_model: Any, details: bool = False) -> KLMeasurement:
+        """
+        Measures KL(original || current) at every reference position of every prompt.
+
+        `hf_model` is the current (possibly PEFT-wrapped, possibly sharded) Hugging
+        Face model. With `details`, it also returns the log-probabilities of the
+        reference tokens and the top-1 agreement, for reports.
+        """
+        if not self.has_reference:
+            raise RuntimeError("build_reference must run before measure.")
+
+        device = input_device(hf_model)
+        with torch.inference_mode():
+            parts: list[BatchDivergence] = self._run_batches(
+                lambda index: self._measure_batch(hf_model, index, device, details)
+            )
+
+        # Copies of the matrices built once, so that no measurement can change another's.
+        counted = self.counted.clone()
+        # One transfer per result, after the last batch, so nothing waits in between.
+        kl_matrix = torch.cat([part.kl for part in parts]).cpu()
+        kl_matrix = kl_matrix.masked_fill(~counted, 0.0)
+
+        def concatenated(tensors: list[Tensor | None]) -> Tensor | None:
+            present = [tensor for tensor in tensors if tensor is not None]
+            return torch.cat(present).cpu() if details and present else None
+
+        return KLMeasurement(
+            kl=kl_matrix,
+            counted=counted,
+            weights=position_weights(self.kl_tokens, self.position_weight_decay),
+            targets=self.targets.clone(),
+            current_target_log_probabilities=concatenated(
+                [part.current_target_log_probabilities for part in parts]
+            ),
+            reference_target_log_probabilities=concatenated(
+                [part.reference_target_log_probabilities for part in parts]
+            ),
+            top1_agreement=concatenated([part.top1_agreement for part in parts]),
+        )
+
+    def _measure_batch(
+        self, hf_model: Any, index: int, device: torch.device, details: bool
+    ) -> BatchDivergence:
+        """Runs batch `index` through `hf_model` and compares it with its reference."""
+        batch = self._batch_on_device(index, device)
+        logits = self.scored_logits(hf_model, batch)
+        return batch_divergence(
+            logits,
+            self.reference_log_probabilities[index],
+            targets=batch.targets if details else None,
+        )
+
+    def score(self, hf_model: Any) -> float:
+        """The scalar that heretic optimizes: the mean KL over all counted positions."""
+        return self.measure(hf_model).mean
