@@ -8,7 +8,9 @@ validation errors.
 Bad input stops with one line that names the setting (or flag) and the fix.
 """
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -56,3 +58,17 @@ def describe_validation_error(
 ) -> str:
     """One line: `prefix`, every problem of the validation error, then `suffix`."""
     return f"{prefix}{'; '.join(validation_problems(error, location_name))}{suffix}"
+
+
+def parse_json(text: str, source: str, expected: type, description: str) -> Any:
+    """
+    Parses the JSON value of a flag or variable named `source`, which must be of
+    the `expected` type (`description` names it), with one-line errors.
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{source}: invalid JSON ({error.msg}).") from None
+    if not isinstance(value, expected):
+        raise UsageError(f"{source}: the JSON value must be {description}.")
+    return value

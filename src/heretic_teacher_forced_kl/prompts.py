@@ -11,12 +11,11 @@ dataset ID. `prompts_table` turns a command-line value into such a table;
 into one line that names the setting.
 """
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError, one_line
+from .errors import UsageError, one_line, parse_json
 from .settings import default_prompts
 
 #: The suffixes of prompt files that heretic reads from disk.
@@ -36,12 +35,7 @@ def prompts_table(value: str, flag: str) -> dict[str, Any]:
     path, anything else as a dataset ID or folder with the default split and column.
     """
     if value.lstrip().startswith("{"):
-        try:
-            specification = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise UsageError(f"{flag}: invalid JSON ({error.msg}).") from None
-        if not isinstance(specification, dict):
-            raise UsageError(f"{flag}: the JSON value must be an object.")
+        specification: dict[str, Any] = parse_json(value, flag, dict, "an object")
         return specification
     if Path(value).is_file():
         return {"dataset": value}

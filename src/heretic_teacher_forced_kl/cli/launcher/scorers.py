@@ -11,13 +11,12 @@ built-in first-token KL divergence, for A/B runs. With the plugin API, the
 chosen scorer takes the place of the KL scorer in heretic's `scorers` list.
 """
 
-import json
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from ...errors import UsageError
+from ...errors import UsageError, parse_json
 from ...names import (
     BUILT_IN_KL_NAME,
     BUILT_IN_KL_PLUGIN,
@@ -72,12 +71,7 @@ def resolve_scorer(name: str) -> ScorerChoice:
 
 def parse_json_list(value: str, source: str) -> list[dict[str, Any]]:
     """Parses a JSON list of scorers, with a one-line error naming its source."""
-    try:
-        scorers = json.loads(value)
-    except json.JSONDecodeError as error:
-        raise UsageError(f"{source}: invalid JSON ({error.msg}).") from None
-    if not isinstance(scorers, list):
-        raise UsageError(f"{source}: expected a JSON list of scorers.")
+    scorers: list[dict[str, Any]] = parse_json(value, source, list, "a list of scorers")
     return scorers
 
 
