@@ -48,6 +48,7 @@ class TeacherForcedKL(Scorer):
     """
 
     settings: TeacherForcedKLSettings
+    prompts: list[Any]
     engine: TeacherForcedKLEngine
 
     @property
@@ -71,10 +72,12 @@ class TeacherForcedKL(Scorer):
             self.settings = TeacherForcedKLSettings()
         model = heretic_model(ctx)
         # The public plugin API loads prompts as heretic loads its own.
-        prompts = load_scorer_prompts(
+        self.prompts = load_scorer_prompts(
             prompt_loader(ctx, self.heretic_settings), self.settings
         )
-        self.engine = start_engine(self.settings, self.heretic_settings, model, prompts)
+        self.engine = start_engine(
+            self.settings, self.heretic_settings, model, self.prompts
+        )
 
     def get_score(self, ctx: Any) -> Score:
         measurement = self.engine.measure(heretic_model(ctx).model)
