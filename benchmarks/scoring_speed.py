@@ -36,7 +36,7 @@ random perturbation (an "abliterated" model, not the original), it times:
 Every round runs every variant once, in an order rotated from round to round,
 so drift of the machine (other processes, heat) affects all variants alike;
 the reported time is the median over rounds. Peak memory is measured in a
-separate, untimed pass (see `memory_peak.py` for how).
+separate, untimed pass (see `development/memory_peak.py` for how).
 """
 
 from __future__ import annotations
@@ -65,8 +65,7 @@ BENCHMARKS_DIRECTORY = Path(__file__).resolve().parent
 REPOSITORY_ROOT = BENCHMARKS_DIRECTORY.parent
 for directory in (
     BENCHMARKS_DIRECTORY,
-    REPOSITORY_ROOT / "tests",
-    REPOSITORY_ROOT / "scripts",
+    REPOSITORY_ROOT,
     REPOSITORY_ROOT / "studies",
 ):
     if str(directory) not in sys.path:
@@ -74,14 +73,14 @@ for directory in (
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from damage import damage  # noqa: E402
 from heretic.config import Settings  # noqa: E402
 from heretic.model import Model  # noqa: E402
 from heretic.utils import Prompt, batchify  # noqa: E402
-from heretic_host import neutral_command_line  # noqa: E402
 from kl_measures import free_running_kl  # noqa: E402
-from memory_peak import peak_bytes, synchronize  # noqa: E402
 
+from development.damage import damage  # noqa: E402
+from development.heretic_host import neutral_command_line  # noqa: E402
+from development.memory_peak import peak_bytes, synchronize  # noqa: E402
 from heretic_teacher_forced_kl import TeacherForcedKLEngine  # noqa: E402
 
 #: The N of the free-running variant (b).
@@ -133,7 +132,7 @@ def parse_arguments(arguments: list[str] | None) -> argparse.Namespace:
         "--model",
         default="smollm2",
         help="A model folder, 'smollm2' (SmolLM2-135M-Instruct, prepared by "
-        "scripts/prepare_smollm2.py) or 'tiny' (a tiny random Llama). "
+        "development/smollm2.py) or 'tiny' (a tiny random Llama). "
         "Default: smollm2.",
     )
     parser.add_argument(
@@ -205,11 +204,11 @@ def parse_arguments(arguments: list[str] | None) -> argparse.Namespace:
 def resolve_model(choice: str, scratch: Path) -> tuple[Path, str]:
     """Returns the model folder for `--model` and a short name for the report."""
     if choice == "smollm2":
-        from prepare_smollm2 import prepare_smollm2
+        from development.smollm2 import prepare_smollm2
 
         return prepare_smollm2(), "SmolLM2-135M-Instruct"
     if choice == "tiny":
-        from tiny_models import build_tiny_model
+        from development.tiny_models import build_tiny_model
 
         return build_tiny_model(scratch / "tiny-llama", "llama"), "tiny random Llama"
     path = Path(choice).expanduser()

@@ -46,15 +46,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# The sibling modules, the heretic helpers of the tests folder and
-# `scripts/prepare_smollm2.py` are imported by name, whether this file runs as
-# a script or is imported by the smoke test.
+# The sibling modules and the repository's development package are imported by
+# name, whether this file runs as a script or is imported by the smoke test.
 STUDIES_DIRECTORY = Path(__file__).resolve().parent
 REPOSITORY_ROOT = STUDIES_DIRECTORY.parent
 for directory in (
     STUDIES_DIRECTORY,
-    REPOSITORY_ROOT / "tests",
-    REPOSITORY_ROOT / "scripts",
+    REPOSITORY_ROOT,
 ):
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))

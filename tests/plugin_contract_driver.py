@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import importlib.util  # noqa: E402
 
@@ -26,11 +27,11 @@ if importlib.util.find_spec("heretic.scorer") is None:
 
 import heretic.plugin as plugin  # noqa: E402
 import heretic.scorer as scorer  # noqa: E402
-from damage import damage  # noqa: E402
 from heretic.config import DatasetSpecification  # noqa: E402
-from heretic_host import heretic_model  # noqa: E402
 
 import heretic_teacher_forced_kl  # noqa: E402
+from development.damage import damage  # noqa: E402
+from development.heretic_host import heretic_model  # noqa: E402
 from heretic_teacher_forced_kl import TeacherForcedKL  # noqa: E402
 from heretic_teacher_forced_kl.adapters import scorer as scorer_module  # noqa: E402
 

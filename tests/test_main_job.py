@@ -10,8 +10,8 @@ these checks catch a configuration that would stop it before the first trial.
 
 from conftest import REPOSITORY_ROOT
 from heretic.config import Settings
-from heretic_host import neutral_command_line
 
+from development.heretic_host import neutral_command_line
 from heretic_teacher_forced_kl.cli.arguments import effective_settings, read_config_file
 from heretic_teacher_forced_kl.cli.launch import (
     has_plugin_api,
