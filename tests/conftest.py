@@ -12,12 +12,12 @@ converted once per machine into the cache directory (see
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from development.offline import use_offline_environment
+from tests.support.prompt_files import PromptFileWriter, prompt_file_writer
 
 # This must run before transformers or huggingface_hub is imported, since both
 # read the environment at import time.
@@ -25,12 +25,6 @@ use_offline_environment()
 # OpenMP threads that spin while waiting slow torch down several times over
 # whenever another process shares the two cores of a CI machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-
-# The type of the `write_prompt_file` fixture: it takes the prompts and an
-# optional file name and returns the path of the written file.
-PromptFileWriter = Callable[..., Path]
 
 
 @pytest.fixture(scope="session")
@@ -73,24 +67,4 @@ def write_prompt_file(tmp_path: Path) -> PromptFileWriter:
     line, empty lines ignored. Call it as `write_prompt_file(prompts)` or
     `write_prompt_file(prompts, "name.txt")`; it returns the file's path.
     """
-
-    def write(prompts: Sequence[str], name: str = "prompts.txt") -> Path:
-        """Write `prompts` to `tmp_path / name` and return that path."""
-        if isinstance(prompts, str):
-            raise TypeError("Pass a sequence of prompts, not a single string.")
-        for prompt in prompts:
-            if "\n" in prompt or "\r" in prompt:
-                raise ValueError(
-                    f"A prompt in a text file cannot span lines: {prompt!r}"
-                )
-            if not prompt.strip():
-                raise ValueError(
-                    "Heretic skips empty lines, so prompts must not be empty."
-                )
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(f"{prompt}\n" for prompt in prompts)
-        path.write_text(text, encoding="utf-8")
-        return path
-
-    return write
+    return prompt_file_writer(tmp_path)

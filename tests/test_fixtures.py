@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PromptFileWriter
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -26,6 +25,7 @@ from development.tiny_models import (
     MESSAGE_START_TOKEN,
     build_tiny_model,
 )
+from tests.support.prompt_files import PromptFileWriter
 
 TINY_MODELS = [
     pytest.param("tiny_llama_path", "LlamaForCausalLM", id="llama"),

@@ -8,7 +8,6 @@ heretic from the example's folder. The study itself is the README's main job;
 these checks catch a configuration that would stop it before the first trial.
 """
 
-from conftest import REPOSITORY_ROOT
 from heretic.config import Settings
 
 from development.heretic_host import neutral_command_line
@@ -17,6 +16,7 @@ from heretic_teacher_forced_kl.cli.launch import (
     has_plugin_api,
     settings_without_plugin_tables,
 )
+from tests.support.repository import REPOSITORY_ROOT
 
 EXAMPLE_FOLDER = REPOSITORY_ROOT / "examples" / "smollm2"
 MAIN_JOB_SCRIPT = REPOSITORY_ROOT / "scripts" / "main_job.sh"

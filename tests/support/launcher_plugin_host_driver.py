@@ -4,23 +4,29 @@
 """
 Runs `heretic-kl` against the plugin-API host double in a process of its own.
 
-Usage: python launcher_plugin_host_driver.py [heretic-kl arguments...]
+Usage, with the repository root on the import path:
+python -m tests.support.launcher_plugin_host_driver [heretic-kl arguments...]
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import heretic
 
-from doubles import plugin_host_main  # noqa: E402
-from doubles.plugin_api import install  # noqa: E402
+from tests.support.doubles import plugin_host_main
+from tests.support.doubles.plugin_api import install
 
-install()
-sys.modules["heretic.main"] = plugin_host_main
-import heretic  # noqa: E402
 
-heretic.main = plugin_host_main  # type: ignore[attr-defined]
+def main() -> int:
+    """Puts the host double in place, then runs `heretic-kl` with this process's arguments."""
+    install()
+    sys.modules["heretic.main"] = plugin_host_main
+    heretic.main = plugin_host_main  # type: ignore[attr-defined]
+    # The launcher is imported only now, so that it finds the double in place
+    # whatever it looks up when it is imported.
+    from heretic_teacher_forced_kl.cli.main import main as launch
 
-from heretic_teacher_forced_kl.cli.main import main  # noqa: E402
+    return launch(sys.argv[1:])
 
-sys.exit(main(sys.argv[1:]))
+
+if __name__ == "__main__":
+    sys.exit(main())
