@@ -6,7 +6,7 @@ Per-trial scoring time and peak memory of four ways to measure KL divergence.
 
 Usage:
 
-    python benchmarks/scoring_speed.py [--model PATH|smollm2|tiny] [--prompts 64]
+    python -m benchmarks.scoring_speed [--model PATH|smollm2|tiny] [--prompts 64]
         [--rounds 5] [--device cpu|cuda] [--batch-size 16] [--json OUT]
 
 In one process, on one heretic-llm `Model` whose LoRA adapters carry a small
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -55,33 +54,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-# No machine of this project reaches the Hugging Face Hub; these must be set
-# before transformers is imported.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import torch
+import torch.nn.functional as F
+from heretic.config import Settings
+from heretic.model import Model
+from heretic.utils import Prompt, batchify
 
-BENCHMARKS_DIRECTORY = Path(__file__).resolve().parent
-REPOSITORY_ROOT = BENCHMARKS_DIRECTORY.parent
-for directory in (
-    BENCHMARKS_DIRECTORY,
-    REPOSITORY_ROOT,
-    REPOSITORY_ROOT / "studies",
-):
-    if str(directory) not in sys.path:
-        sys.path.insert(0, str(directory))
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from heretic.config import Settings  # noqa: E402
-from heretic.model import Model  # noqa: E402
-from heretic.utils import Prompt, batchify  # noqa: E402
-from kl_measures import free_running_kl  # noqa: E402
-
-from development.damage import damage  # noqa: E402
-from development.heretic_host import neutral_command_line  # noqa: E402
-from development.memory_peak import peak_bytes, synchronize  # noqa: E402
-from heretic_teacher_forced_kl import TeacherForcedKLEngine  # noqa: E402
+from development.damage import damage
+from development.heretic_host import neutral_command_line
+from development.memory_peak import peak_bytes, synchronize
+from heretic_teacher_forced_kl import TeacherForcedKLEngine
+from studies.kl_measures import free_running_kl
 
 #: The N of the free-running variant (b).
 FREE_RUNNING_TOKENS = (3, 8, 16)
@@ -125,8 +108,9 @@ class Variant:
 def parse_arguments(arguments: list[str] | None) -> argparse.Namespace:
     """Parses the command line."""
     parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.scoring_speed",
         description="Time heretic's first-token KL, free-running N-token KL, "
-        "teacher-forced N-token KL and a bare forward pass, side by side."
+        "teacher-forced N-token KL and a bare forward pass, side by side.",
     )
     parser.add_argument(
         "--model",
