@@ -21,8 +21,9 @@ random perturbation (an "abliterated" model, not the original), it times:
   shipped by heretic forks: the current model generates N tokens itself with
   `output_logits=True`, and KL is taken position by position against the
   original's distributions at the same positions, stored at init from the
-  original's own free generation. It is given the key-value cache (the
-  fastest way to generate), so it is compared at its best;
+  original's own free generation (`development/free_running.py`, which the
+  evidence study uses too). It is given the key-value cache (the fastest way
+  to generate), so it is compared at its best;
 - (c) this package: `TeacherForcedKLEngine.measure` (one teacher-forced forward
   pass per batch over prompt + N - 1 reference tokens, KL at N positions);
 - (d) the floor: one bare forward pass per batch over the same prompt + N - 1
@@ -58,13 +59,13 @@ import torch
 import torch.nn.functional as F
 from heretic.config import Settings
 from heretic.model import Model
-from heretic.utils import Prompt, batchify
+from heretic.utils import Prompt
 
 from development.damage import damage
+from development.free_running import free_running_kl, free_running_log_probabilities
 from development.heretic_host import neutral_command_line
 from development.memory_peak import peak_bytes, synchronize
 from heretic_teacher_forced_kl import TeacherForcedKLEngine
-from studies.kl_measures import free_running_kl
 
 #: The N of the free-running variant (b).
 FREE_RUNNING_TOKENS = (3, 8, 16)
@@ -251,31 +252,6 @@ def heretic_cache_release_without_collection() -> Iterator[None]:
         yield
     finally:
         heretic.model.empty_cache = original
-
-
-def free_running_log_probabilities(
-    model: Model, prompts: list[Prompt], kl_tokens: int
-) -> list[torch.Tensor]:
-    """
-    Lets the model generate `kl_tokens` tokens per prompt, batch by batch, and
-    returns the log-softmax of the raw logits at every generated position,
-    (prompts, generated positions, vocabulary) per batch, offloaded like heretic.
-    """
-    parts = []
-    for batch in batchify(prompts, model.settings.batch_size):
-        _, outputs = model.generate(
-            batch,
-            max_new_tokens=kl_tokens,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-        logits = torch.stack(outputs.logits, dim=1)
-        log_probs = F.log_softmax(logits, dim=-1)
-        if model.settings.offload_outputs_to_cpu:
-            del outputs, logits
-            log_probs = log_probs.cpu()
-        parts.append(log_probs)
-    return parts
 
 
 def build_variants(

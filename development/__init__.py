@@ -16,5 +16,7 @@ themselves. Each module does one job:
 - `tiny_models`: tiny random-weight chat models, built on the spot;
 - `heretic_host`: heretic-llm's own `Settings` and `Model` inside a process;
 - `damage`: damaging a heretic model through its LoRA adapters;
-- `memory_peak`: the peak memory that one call allocates.
+- `memory_peak`: the peak memory that one call allocates;
+- `free_running`: free-running N-token KL, as heretic pull request #209
+  proposed it (the evidence study and the scoring benchmark share it).
 """
