@@ -6,7 +6,7 @@ Per-trial scoring time and peak memory of four ways to measure KL divergence.
 
 Usage:
 
-    python benchmarks/scoring_speed.py [--model PATH|smollm2|tiny] [--prompts 64]
+    python -m benchmarks.scoring_speed [--model PATH|smollm2|tiny] [--prompts 64]
         [--rounds 5] [--device cpu|cuda] [--batch-size 16] [--json OUT]
 
 In one process, on one heretic-llm `Model` whose LoRA adapters carry a small
@@ -21,8 +21,9 @@ random perturbation (an "abliterated" model, not the original), it times:
   shipped by heretic forks: the current model generates N tokens itself with
   `output_logits=True`, and KL is taken position by position against the
   original's distributions at the same positions, stored at init from the
-  original's own free generation. It is given the key-value cache (the
-  fastest way to generate), so it is compared at its best;
+  original's own free generation (`development/free_running.py`, which the
+  evidence study uses too). It is given the key-value cache (the fastest way
+  to generate), so it is compared at its best;
 - (c) this package: `TeacherForcedKLEngine.measure` (one teacher-forced forward
   pass per batch over prompt + N - 1 reference tokens, KL at N positions);
 - (d) the floor: one bare forward pass per batch over the same prompt + N - 1
@@ -36,14 +37,13 @@ random perturbation (an "abliterated" model, not the original), it times:
 Every round runs every variant once, in an order rotated from round to round,
 so drift of the machine (other processes, heat) affects all variants alike;
 the reported time is the median over rounds. Peak memory is measured in a
-separate, untimed pass (see `memory_peak.py` for how).
+separate, untimed pass (see `development/memory_peak.py` for how).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -55,34 +55,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-# No machine of this project reaches the Hugging Face Hub; these must be set
-# before transformers is imported.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import torch
+import torch.nn.functional as F
+from heretic.config import Settings
+from heretic.model import Model
+from heretic.utils import Prompt
 
-BENCHMARKS_DIRECTORY = Path(__file__).resolve().parent
-REPOSITORY_ROOT = BENCHMARKS_DIRECTORY.parent
-for directory in (
-    BENCHMARKS_DIRECTORY,
-    REPOSITORY_ROOT / "tests",
-    REPOSITORY_ROOT / "scripts",
-    REPOSITORY_ROOT / "studies",
-):
-    if str(directory) not in sys.path:
-        sys.path.insert(0, str(directory))
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from damage import damage  # noqa: E402
-from heretic.config import Settings  # noqa: E402
-from heretic.model import Model  # noqa: E402
-from heretic.utils import Prompt, batchify  # noqa: E402
-from heretic_host import neutral_command_line  # noqa: E402
-from kl_measures import free_running_kl  # noqa: E402
-from memory_peak import peak_bytes, synchronize  # noqa: E402
-
-from heretic_teacher_forced_kl import TeacherForcedKLEngine  # noqa: E402
+from development.damage import damage
+from development.free_running import free_running_kl, free_running_log_probabilities
+from development.heretic_host import neutral_command_line
+from development.memory_peak import peak_bytes, synchronize
+from heretic_teacher_forced_kl import TeacherForcedKLEngine
 
 #: The N of the free-running variant (b).
 FREE_RUNNING_TOKENS = (3, 8, 16)
@@ -126,14 +109,15 @@ class Variant:
 def parse_arguments(arguments: list[str] | None) -> argparse.Namespace:
     """Parses the command line."""
     parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.scoring_speed",
         description="Time heretic's first-token KL, free-running N-token KL, "
-        "teacher-forced N-token KL and a bare forward pass, side by side."
+        "teacher-forced N-token KL and a bare forward pass, side by side.",
     )
     parser.add_argument(
         "--model",
         default="smollm2",
         help="A model folder, 'smollm2' (SmolLM2-135M-Instruct, prepared by "
-        "scripts/prepare_smollm2.py) or 'tiny' (a tiny random Llama). "
+        "development/smollm2.py) or 'tiny' (a tiny random Llama). "
         "Default: smollm2.",
     )
     parser.add_argument(
@@ -205,11 +189,11 @@ def parse_arguments(arguments: list[str] | None) -> argparse.Namespace:
 def resolve_model(choice: str, scratch: Path) -> tuple[Path, str]:
     """Returns the model folder for `--model` and a short name for the report."""
     if choice == "smollm2":
-        from prepare_smollm2 import prepare_smollm2
+        from development.smollm2 import prepare_smollm2
 
         return prepare_smollm2(), "SmolLM2-135M-Instruct"
     if choice == "tiny":
-        from tiny_models import build_tiny_model
+        from development.tiny_models import build_tiny_model
 
         return build_tiny_model(scratch / "tiny-llama", "llama"), "tiny random Llama"
     path = Path(choice).expanduser()
@@ -268,31 +252,6 @@ def heretic_cache_release_without_collection() -> Iterator[None]:
         yield
     finally:
         heretic.model.empty_cache = original
-
-
-def free_running_log_probabilities(
-    model: Model, prompts: list[Prompt], kl_tokens: int
-) -> list[torch.Tensor]:
-    """
-    Lets the model generate `kl_tokens` tokens per prompt, batch by batch, and
-    returns the log-softmax of the raw logits at every generated position,
-    (prompts, generated positions, vocabulary) per batch, offloaded like heretic.
-    """
-    parts = []
-    for batch in batchify(prompts, model.settings.batch_size):
-        _, outputs = model.generate(
-            batch,
-            max_new_tokens=kl_tokens,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-        logits = torch.stack(outputs.logits, dim=1)
-        log_probs = F.log_softmax(logits, dim=-1)
-        if model.settings.offload_outputs_to_cpu:
-            del outputs, logits
-            log_probs = log_probs.cpu()
-        parts.append(log_probs)
-    return parts
 
 
 def build_variants(

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_environment.sh gguf
 
-model="$(.venv/bin/python scripts/prepare_smollm2.py)"
+model="$(.venv/bin/python -m development.smollm2)"
 
 # A fresh study every run: heretic would otherwise ask whether to resume.
 rm -rf .main-job/checkpoints

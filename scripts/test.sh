@@ -10,6 +10,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_environment.sh test
 
-.venv/bin/python scripts/prepare_smollm2.py
+.venv/bin/python -m development.smollm2
 
 exec .venv/bin/python -m pytest "$@"

@@ -6,7 +6,7 @@ Evidence: does teacher-forced KL see damage that first-token KL misses?
 
 Usage:
 
-    python studies/evidence.py [--model smollm2|PATH] [--abliterations 40] [--seed 0]
+    python -m studies.evidence [--model smollm2|PATH] [--abliterations 40] [--seed 0]
         [--prompts 48] [--questions N] [--heldout 24] [--output-dir docs/evidence]
         [--smoke]
 
@@ -29,7 +29,6 @@ generation step must agree); CI runs it (`tests/test_evidence_smoke.py`).
 """
 
 import argparse
-import os
 import platform
 import shlex
 import sys
@@ -40,47 +39,29 @@ from os.path import commonprefix
 from pathlib import Path
 from typing import Any
 
-# No machine of this project reaches the Hugging Face Hub; these must be set
-# before transformers is imported.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import torch
+import transformers
+from heretic.model import Model
+from heretic.utils import set_seed
 
-# The sibling modules, the heretic helpers of the tests folder and
-# `scripts/prepare_smollm2.py` are imported by name, whether this file runs as
-# a script or is imported by the smoke test.
-STUDIES_DIRECTORY = Path(__file__).resolve().parent
-REPOSITORY_ROOT = STUDIES_DIRECTORY.parent
-for directory in (
-    STUDIES_DIRECTORY,
-    REPOSITORY_ROOT / "tests",
-    REPOSITORY_ROOT / "scripts",
-):
-    if str(directory) not in sys.path:
-        sys.path.insert(0, str(directory))
-
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from abliteration_sampling import (  # noqa: E402
+from studies.abliteration_sampling import (
     SampledAbliteration,
     sample_abliterations,
 )
-from damage_measures import (  # noqa: E402
+from studies.damage_measures import (
     HeldoutLikelihood,
     QuestionAccuracy,
     load_questions,
 )
-from evidence_analysis import analyze  # noqa: E402
-from evidence_plots import write_plots  # noqa: E402
-from evidence_report import write_results  # noqa: E402
-from heretic.model import Model  # noqa: E402
-from heretic.utils import set_seed  # noqa: E402
-from kl_measures import (  # noqa: E402
+from studies.evidence_analysis import analyze
+from studies.evidence_plots import write_plots
+from studies.evidence_report import write_results
+from studies.kl_measures import (
     FREE_RUNNING_TOKENS,
     TEACHER_FORCED_TOKENS,
     KLMeasures,
 )
-from study_setup import (  # noqa: E402
+from studies.study_setup import (
     SMOLLM2,
     bundled_data_path,
     load_bundled_prompts,
@@ -146,7 +127,7 @@ def positive(text: str) -> int:
 def parse_arguments(arguments: list[str]) -> argparse.Namespace:
     """Parses the command line; sizes left out come from the full or the smoke preset."""
     parser = argparse.ArgumentParser(
-        prog="python studies/evidence.py",
+        prog="python -m studies.evidence",
         description="Does teacher-forced KL see damage that first-token KL misses?",
     )
     parser.add_argument("--model", default=SMOLLM2, help="'smollm2' or a model folder")
@@ -386,7 +367,7 @@ def main(arguments: list[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if arguments is None else arguments)
     options = parse_arguments(arguments)
     quoted = [shlex.quote(argument) for argument in arguments]
-    command = " ".join(["python studies/evidence.py", *quoted])
+    command = " ".join(["python -m studies.evidence", *quoted])
     threads = torch.get_num_threads()
     verbosity = transformers.logging.get_verbosity()
     torch.set_num_threads(options.threads)

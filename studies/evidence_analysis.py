@@ -24,14 +24,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from correlation_statistics import (
+
+from studies.correlation_statistics import (
     Statistic,
     Vector,
     bootstrap_intervals,
     partial_spearman,
     spearman,
 )
-from kl_measures import KL_VARIANTS
+from studies.kl_measures import KL_VARIANTS
 
 #: The damage measures, larger is worse.
 DAMAGE_MEASURES = ("accuracy_drop", "nll_increase")

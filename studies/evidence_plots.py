@@ -9,7 +9,7 @@ logarithmic axis, damage on a linear one, the abliterated models only), and
 one figure of teacher-forced N=16 against first-token KL, coloured by the
 held-out NLL increase.
 
-`python studies/evidence_plots.py RESULTS_JSON` redraws the figures of a
+`python -m studies.evidence_plots RESULTS_JSON` redraws the figures of a
 finished study next to its `results.json`, without measuring anything again.
 """
 
@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from evidence_analysis import DAMAGE_LABELS, DAMAGE_MEASURES, sample_columns
-from kl_measures import KL_VARIANT_LABELS, KL_VARIANTS
+
+from studies.evidence_analysis import DAMAGE_LABELS, DAMAGE_MEASURES, sample_columns
+from studies.kl_measures import KL_VARIANT_LABELS, KL_VARIANTS
 
 #: The colour of each direction scope.
 SCOPE_COLORS = {"global": "tab:blue", "per layer": "tab:orange"}
@@ -160,7 +161,7 @@ def write_plots(
 def main(arguments: list[str]) -> int:
     """Redraws the figures of the `results.json` given as the only argument."""
     if len(arguments) != 1:
-        print("usage: python studies/evidence_plots.py RESULTS_JSON", file=sys.stderr)
+        print("usage: python -m studies.evidence_plots RESULTS_JSON", file=sys.stderr)
         return 2
     path = Path(arguments[0])
     results = json.loads(path.read_text(encoding="utf-8"))

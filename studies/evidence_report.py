@@ -17,8 +17,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from evidence_analysis import BASELINE_VARIANT, DAMAGE_LABELS, DAMAGE_MEASURES
-from kl_measures import KL_VARIANT_LABELS, KL_VARIANTS
+from studies.evidence_analysis import BASELINE_VARIANT, DAMAGE_LABELS, DAMAGE_MEASURES
+from studies.kl_measures import KL_VARIANT_LABELS, KL_VARIANTS
 
 
 def interval_text(statistic: dict[str, Any] | None) -> str:

@@ -23,6 +23,8 @@ The three kinds of KL divergence that the evidence study compares.
   original's at the same position of the original's own generation; the mean
   is taken over all rows that both generations reached, like the pull
   request's `batchmean` over (prompts x N) rows (no end-of-sequence masking).
+  The one implementation is `development/free_running.py`, which the scoring
+  benchmark uses too.
 """
 
 import time
@@ -31,9 +33,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from heretic.model import Model
-from heretic.utils import Prompt, batchify
+from heretic.utils import Prompt
 from torch import Tensor
 
+from development.free_running import free_running_kl, free_running_log_probabilities
 from heretic_teacher_forced_kl.metric.engine import TeacherForcedKLEngine
 from heretic_teacher_forced_kl.metric.measurement import masked_weighted_mean
 
@@ -64,54 +67,9 @@ KL_VARIANT_LABELS = {
 }
 
 
-def free_running_log_probabilities(
-    model: Model, prompts: list[Prompt], tokens: int
-) -> list[Tensor]:
-    """
-    Lets the model generate `tokens` tokens per prompt through heretic's prompt
-    path, batch by batch, and returns the log-softmax of the raw logits at every
-    generated position: (batch prompts, generated positions, vocabulary) per batch.
-    """
-    parts: list[Tensor] = []
-    for batch in batchify(prompts, model.settings.batch_size):
-        _, outputs = model.generate(
-            batch,
-            max_new_tokens=tokens,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-        logits = torch.stack(outputs.logits, dim=1)
-        parts.append(F.log_softmax(logits.float(), dim=-1).cpu())
-    return parts
-
-
 def first_token_log_probabilities(free_running: list[Tensor]) -> Tensor:
     """The first generated position of free-running log-probabilities: (prompts, vocabulary)."""
     return torch.cat([part[:, 0] for part in free_running])
-
-
-def free_running_kl(
-    current: list[Tensor], reference: list[Tensor], tokens: int
-) -> float:
-    """
-    Pull request #209's KL over the first `tokens` positions: every (prompt,
-    position) is a row, and the KL is summed and divided by the number of rows.
-    Where generation stopped early (every row of a batch ended), only the
-    positions that both generations reached are compared.
-    """
-    total = 0.0
-    rows = 0
-    for current_part, reference_part in zip(current, reference, strict=True):
-        positions = min(tokens, current_part.shape[1], reference_part.shape[1])
-        vocabulary = current_part.shape[-1]
-        total += F.kl_div(
-            current_part[:, :positions].reshape(-1, vocabulary),
-            reference_part[:, :positions].reshape(-1, vocabulary),
-            reduction="sum",
-            log_target=True,
-        ).item()
-        rows += current_part.shape[0] * positions
-    return total / rows
 
 
 class KLMeasures:

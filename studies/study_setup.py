@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from heretic.config import DatasetSpecification, Settings
 from heretic.model import Model
 from heretic.utils import Prompt, load_prompts
-from heretic_host import neutral_command_line
-from prepare_smollm2 import prepare_smollm2
 from torch import Tensor
+
+from development.heretic_host import neutral_command_line
+from development.smollm2 import prepare_smollm2
 
 #: The `--model` value that selects the converted SmolLM2-135M-Instruct.
 SMOLLM2 = "smollm2"
@@ -29,7 +30,7 @@ SMOLLM2 = "smollm2"
 def resolve_model_path(argument: str) -> Path:
     """
     Returns the model folder that `--model` names: "smollm2" (converted once per
-    machine by `scripts/prepare_smollm2.py`) or the path of a saved model folder.
+    machine by `development/smollm2.py`) or the path of a saved model folder.
     """
     if argument == SMOLLM2:
         path: Path = prepare_smollm2()

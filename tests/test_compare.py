@@ -18,10 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from damage import damage
-from heretic_host import heretic_model, prompts
 from peft import LoraConfig, get_peft_model
-from tiny_models import build_tiny_model
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -29,6 +26,9 @@ from transformers import (
     LlamaForCausalLM,
 )
 
+from development.damage import damage
+from development.heretic_host import heretic_model, prompts
+from development.tiny_models import build_tiny_model
 from heretic_teacher_forced_kl import TeacherForcedKLEngine
 from heretic_teacher_forced_kl.cli.compare.command import (
     default_prompts_path,

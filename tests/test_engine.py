@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from damage import damage
 from heretic.model import Model
-from heretic_host import heretic_model, prompts
 
+from development.damage import damage
+from development.heretic_host import heretic_model, prompts
 from heretic_teacher_forced_kl import TeacherForcedKLEngine
 from heretic_teacher_forced_kl.metric.reference import end_of_sequence_token_ids
 

@@ -12,25 +12,20 @@ parameter sampling are also checked on their own, without a model.
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-STUDIES_DIRECTORY = Path(__file__).resolve().parent.parent / "studies"
-if str(STUDIES_DIRECTORY) not in sys.path:
-    sys.path.insert(0, str(STUDIES_DIRECTORY))
-
-from abliteration_sampling import sample_abliterations  # noqa: E402
-from correlation_statistics import (  # noqa: E402
+from studies.abliteration_sampling import sample_abliterations
+from studies.correlation_statistics import (
     average_ranks,
     bootstrap_intervals,
     partial_spearman,
     spearman,
 )
-from kl_measures import KL_VARIANTS  # noqa: E402
+from studies.kl_measures import KL_VARIANTS
 
 #: The files every study writes.
 OUTPUT_FILES = (
@@ -49,7 +44,7 @@ def smoke_run(
     smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, Any]]:
     """Runs the smoke study once and returns its output folder and its results."""
-    import evidence
+    from studies import evidence
 
     output_directory = tmp_path_factory.mktemp("evidence")
     status = evidence.main(
@@ -129,7 +124,7 @@ def test_outputs_are_written(smoke_run: tuple[Path, dict[str, Any]]) -> None:
         "abliteration-01",
         "abliteration-02",
     ]
-    assert results["command"].startswith("python studies/evidence.py --smoke")
+    assert results["command"].startswith("python -m studies.evidence --smoke")
     summary = (output_directory / "summary.md").read_text(encoding="utf-8")
     assert "teacher-forced KL, N=16" in summary and "abliteration-02" in summary
 

@@ -9,22 +9,23 @@ import sys
 import time
 from pathlib import Path
 
-import prepare_smollm2
 import pytest
 import torch
-from conftest import PromptFileWriter
-from tiny_models import (
-    END_OF_TEXT_TOKEN,
-    MESSAGE_END_TOKEN,
-    MESSAGE_START_TOKEN,
-    build_tiny_model,
-)
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+from development import smollm2
+from development.tiny_models import (
+    END_OF_TEXT_TOKEN,
+    MESSAGE_END_TOKEN,
+    MESSAGE_START_TOKEN,
+    build_tiny_model,
+)
+from tests.support.prompt_files import PromptFileWriter
 
 TINY_MODELS = [
     pytest.param("tiny_llama_path", "LlamaForCausalLM", id="llama"),
@@ -226,7 +227,7 @@ def test_write_prompt_file(write_prompt_file: PromptFileWriter) -> None:
 
 @pytest.mark.smollm2
 def test_smollm2_folder_is_plain_and_complete(smollm2_path: Path) -> None:
-    assert prepare_smollm2.is_prepared(smollm2_path)
+    assert smollm2.is_prepared(smollm2_path)
     names = {file.name for file in smollm2_path.iterdir()}
     assert "model.safetensors" in names
     assert "config.json" in names
@@ -236,7 +237,7 @@ def test_smollm2_folder_is_plain_and_complete(smollm2_path: Path) -> None:
 
     # A second preparation finds the marker and does no work.
     started = time.monotonic()
-    assert prepare_smollm2.prepare_smollm2(smollm2_path) == smollm2_path
+    assert smollm2.prepare_smollm2(smollm2_path) == smollm2_path
     assert time.monotonic() - started < 1.0
 
 

@@ -35,6 +35,7 @@ from heretic_teacher_forced_kl.names import (
     ENTRY_POINT_GROUP,
     TEACHER_FORCED_KL_PLUGIN,
 )
+from tests.support.repository import environment_with_repository, module_command
 
 TESTS_DIRECTORY = Path(__file__).resolve().parent
 PROMPTS_DIRECTORY = (
@@ -185,12 +186,9 @@ def test_built_in_kl_can_replace_teacher_forced_kl() -> None:
 def run_plugin_host(arguments: list[str], directory: Path) -> dict[str, Any]:
     """Runs the launcher against the plugin-API host double and returns what the host saw."""
     result = subprocess.run(
-        [
-            sys.executable,
-            str(TESTS_DIRECTORY / "launcher_plugin_host_driver.py"),
-            *arguments,
-        ],
+        module_command("tests.support.launcher_plugin_host_driver", *arguments),
         cwd=directory,
+        env=environment_with_repository(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -246,8 +244,7 @@ def test_plugin_host_can_run_built_in_kl_for_comparison(tmp_path: Path) -> None:
 def test_scorer_table_source_merges_below_command_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sys.path.insert(0, str(TESTS_DIRECTORY))
-    from doubles.plugin_host_main import Settings
+    from tests.support.doubles.plugin_host_main import Settings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["heretic", "--model", "m"])

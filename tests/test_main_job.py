@@ -8,10 +8,9 @@ heretic from the example's folder. The study itself is the README's main job;
 these checks catch a configuration that would stop it before the first trial.
 """
 
-from conftest import REPOSITORY_ROOT
 from heretic.config import Settings
-from heretic_host import neutral_command_line
 
+from development.heretic_host import neutral_command_line
 from heretic_teacher_forced_kl.adapters.legacy.launch import PLUGIN_TABLES
 from heretic_teacher_forced_kl.adapters.plugin_api import HAS_PLUGIN_API
 from heretic_teacher_forced_kl.adapters.settings_sources import settings_without_tables
@@ -19,6 +18,7 @@ from heretic_teacher_forced_kl.cli.launcher.config import (
     effective_settings,
     read_config_file,
 )
+from tests.support.repository import REPOSITORY_ROOT
 
 EXAMPLE_FOLDER = REPOSITORY_ROOT / "examples" / "smollm2"
 MAIN_JOB_SCRIPT = REPOSITORY_ROOT / "scripts" / "main_job.sh"

@@ -10,17 +10,17 @@ batch's scored logits, an out-of-memory error splits a batch for good instead
 of failing the trial, and no trial tokenizes or generates anything.
 """
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from damage import damage
 from heretic.model import Model
-from heretic_host import heretic_model, prompts
 
+from development.damage import damage
+from development.heretic_host import heretic_model, prompts
+from development.memory_peak import peak_cpu_bytes
 from heretic_teacher_forced_kl import TeacherForcedKLEngine
 from heretic_teacher_forced_kl.metric.divergence import (
     FLOAT32_BYTES,
@@ -36,12 +36,6 @@ from heretic_teacher_forced_kl.metric.memory import (
     plan_reference_storage,
     storage_device_for,
 )
-
-BENCHMARKS_DIRECTORY = Path(__file__).resolve().parent.parent / "benchmarks"
-if str(BENCHMARKS_DIRECTORY) not in sys.path:
-    sys.path.insert(0, str(BENCHMARKS_DIRECTORY))
-
-from memory_peak import peak_cpu_bytes  # noqa: E402
 
 KL_TOKENS = 4
 CUDA = torch.device("cuda", 0)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch.nn.functional as F
-from damage import damage
-from heretic_host import heretic_model, prompts
-from tiny_models import build_tiny_multimodal_model
 
+from development.damage import damage
+from development.heretic_host import heretic_model, prompts
+from development.tiny_models import build_tiny_multimodal_model
 from heretic_teacher_forced_kl import TeacherForcedKLEngine
 
 

@@ -4,22 +4,21 @@
 """
 The scorer as heretic master's plugin system sees it.
 
-They run in a process of their own, through `plugin_contract_driver.py`:
-against heretic's real plugin API where the installed heretic has it, and
-otherwise (heretic-llm 1.4.0) against the test double in
-`tests/doubles/plugin_api.py`.
+They run in a process of their own, through
+`tests/support/plugin_contract_driver.py`: against heretic's real plugin API
+where the installed heretic has it, and otherwise (heretic-llm 1.4.0) against
+the test double in `tests/support/doubles/plugin_api.py`.
 """
 
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-TESTS_DIRECTORY = Path(__file__).resolve().parent
+from tests.support.repository import environment_with_repository, module_command
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +33,13 @@ def observations(
     empty_file = directory / "empty.txt"
     empty_file.write_text("")
     result = subprocess.run(
-        [
-            sys.executable,
-            str(TESTS_DIRECTORY / "plugin_contract_driver.py"),
+        module_command(
+            "tests.support.plugin_contract_driver",
             str(tiny_llama_path),
             str(prompt_file),
             str(empty_file),
-        ],
+        ),
+        env=environment_with_repository(),
         capture_output=True,
         text=True,
         timeout=600,

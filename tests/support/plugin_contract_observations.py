@@ -2,37 +2,27 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-Exercises the scorer the way heretic master's evaluator does, against the
-plugin-API test double, in a process of its own (the double must be in place
-before the package is imported). Prints one JSON object of observations.
+What heretic master's evaluator sees of the scorer: the observations that
+`plugin_contract_driver.py` prints for `tests/test_plugin_contract.py`.
 
-Usage: python plugin_contract_driver.py MODEL_PATH PROMPT_FILE EMPTY_PROMPT_FILE
+Importing this module imports `heretic.plugin` and `heretic.scorer`, so the
+plugin-API test double must be in place first where the installed heretic
+lacks them; the driver sees to that.
 """
 
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import heretic.plugin as plugin
+import heretic.scorer as scorer
+from heretic.config import DatasetSpecification
 
-import importlib.util  # noqa: E402
-
-if importlib.util.find_spec("heretic.scorer") is None:
-    from doubles.plugin_api import install
-
-    install()
-
-import heretic.plugin as plugin  # noqa: E402
-import heretic.scorer as scorer  # noqa: E402
-from damage import damage  # noqa: E402
-from heretic.config import DatasetSpecification  # noqa: E402
-from heretic_host import heretic_model  # noqa: E402
-
-import heretic_teacher_forced_kl  # noqa: E402
-from heretic_teacher_forced_kl import TeacherForcedKL  # noqa: E402
-from heretic_teacher_forced_kl.adapters import scorer as scorer_module  # noqa: E402
+import heretic_teacher_forced_kl
+from development.damage import damage
+from development.heretic_host import heretic_model
+from heretic_teacher_forced_kl import TeacherForcedKL
+from heretic_teacher_forced_kl.adapters import scorer as scorer_module
 
 
 def settings_from_table(scorer_class: type, model_extra: dict[str, Any]) -> Any:
@@ -53,8 +43,10 @@ def error_of(function: Any) -> str:
     return ""
 
 
-def main() -> None:
-    model_path, prompt_file, empty_prompt_file = sys.argv[1:4]
+def observe(
+    model_path: Path, prompt_file: str, empty_prompt_file: str
+) -> dict[str, Any]:
+    """Exercises the scorer on the model at `model_path` and returns what was seen."""
     observations: dict[str, Any] = {}
 
     observations["subclasses_real_scorer"] = issubclass(TeacherForcedKL, scorer.Scorer)
@@ -109,7 +101,7 @@ def main() -> None:
             )
         )
 
-    model = heretic_model(Path(model_path), batch_size=3)
+    model = heretic_model(model_path, batch_size=3)
     heretic_settings = model.settings
 
     def make_scorer(prompts: str, kl_tokens: int = 3) -> Any:
@@ -174,8 +166,4 @@ def main() -> None:
         lambda: make_scorer(prompt_file).init(plugin.Context(heretic_settings, None))
     )
     observations["package_version"] = heretic_teacher_forced_kl.__version__
-    print("OBSERVATIONS " + json.dumps(observations))
-
-
-if __name__ == "__main__":
-    main()
+    return observations
