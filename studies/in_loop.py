@@ -361,7 +361,7 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_configuration(options: argparse.Namespace, model_path: Path) -> dict[str, Any]:
+def run_configuration(options: argparse.Namespace) -> dict[str, Any]:
     """
     What a resumed run must share with the run it resumes: everything that
     changes what a study or a measurement produces (not the arms or the number
@@ -369,7 +369,6 @@ def run_configuration(options: argparse.Namespace, model_path: Path) -> dict[str
     """
     return {
         "model": str(options.model),
-        "model_path": str(model_path),
         "trials": options.trials,
         "startup_trials": options.startup_trials,
         "direction_prompts": options.direction_prompts,
@@ -537,6 +536,7 @@ def run_heretic(
             if match := TRIAL_START.search(line):
                 current_trial = int(match.group(1))
                 current_kl = None
+                trial_start = time.perf_counter()
             elif current_trial and (match := TRIAL_KL.search(line)):
                 current_kl = float(match.group(1))
             elif current_trial and (match := TRIAL_REFUSALS.search(line)):
@@ -548,11 +548,9 @@ def run_heretic(
                     f"{options.trials}: refusals {match.group(1)}/{match.group(2)}, "
                     f"{arm.name} KL {kl_text} ({now - trial_start:.1f} s)"
                 )
-                trial_start = now
                 current_trial = 0
             elif "Initial refusals" in line:
                 log(f"{study_key(arm.name, seed)}: {line.strip()}")
-                trial_start = time.perf_counter()
         status = process.wait()
     seconds = time.perf_counter() - start
     if status != 0:
@@ -709,7 +707,10 @@ class Measurer:
         return {"first_token_kl": first_token, "teacher_forced_kl": teacher_forced}
 
     def damage_references(self) -> None:
-        """Builds the damage references of the original once (under heretic's default prompt)."""
+        """
+        Builds the damage references of the original once (under heretic's
+        default prompt); this resets the model to the original.
+        """
         if self.questions is not None:
             return
         options = self.options
@@ -766,9 +767,12 @@ class Measurer:
         return value
 
     def measure_damage(self) -> dict[str, float | int]:
-        """The accuracy drop and the held-out NLL increase of the current model."""
-        self.damage_references()
-        assert self.questions is not None and self.heldout is not None
+        """
+        The accuracy drop and the held-out NLL increase of the current model;
+        `damage_references` must have run before the model was abliterated.
+        """
+        if self.questions is None or self.heldout is None:
+            raise RuntimeError("Build the damage references before abliterating.")
         with system_prompt(self.model, DAMAGE_SYSTEM_PROMPT):
             accuracy, correct = self.questions.measure(self.model)
             nll, nll_increase = self.heldout.measure(self.model)
@@ -836,7 +840,7 @@ class InLoopRun:
         """Records the run's configuration, or checks that a resumed run shares it."""
         from in_loop_state import read_json
 
-        configuration = run_configuration(self.options, self.model_path)
+        configuration = run_configuration(self.options)
         path = self.state.run_path()
         run: dict[str, Any] | None = read_json(path)
         if run is not None and run["configuration"] != configuration:
@@ -852,6 +856,7 @@ class InLoopRun:
         if run is None:
             run = {"configuration": configuration, "sessions": []}
         run["command"] = self.command
+        run["model_path"] = str(self.model_path)
         run["arms"] = sorted(
             set(run.get("arms", [])) | set(self.options.arms),
             key=list(ARMS).index,
@@ -978,6 +983,9 @@ class InLoopRun:
             values = self.reusable("damage", arm, seed, trial)
             if values is None:
                 measurer = self.get_measurer()
+                # The references are built from the original model, so before
+                # the trial is applied (building them resets the model).
+                measurer.damage_references()
                 measurer.apply(seed, trial)
                 values = measurer.measure_damage()
                 values["seconds"] = time.perf_counter() - start

@@ -48,6 +48,12 @@ CSV_COLUMNS = (
     "direction_scope",
 )
 
+#: Readable names of the two re-measured KL variants.
+VARIANT_LABELS = {
+    "first_token_kl": "first-token KL",
+    "teacher_forced_kl": "teacher-forced KL",
+}
+
 #: The colour of each arm in the plots.
 ARM_COLORS = {
     "first-token": "tab:blue",
@@ -224,7 +230,8 @@ def goodhart_table(goodhart: dict[str, Any]) -> list[str]:
             "",
             "Spearman ρ over these trials (a biased sample: Pareto trials and a few others): "
             + ", ".join(
-                f"{name.replace('/', ' with ')} {number(value, 2, True)}"
+                f"{VARIANT_LABELS[name.split('/')[0]]} with "
+                f"{DAMAGE_LABELS[name.split('/')[1]]} {number(value, 2, True)}"
                 for name, value in spearman.items()
             )
             + ".",

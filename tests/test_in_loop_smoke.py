@@ -123,6 +123,12 @@ def test_pareto_flags_follow_refusals_and_heretic_kl(smoke_run: dict[str, Any]) 
                 for other in arm_rows
             )
             assert (row["pareto"] == "true") == (not dominated), (arm, row)
+        # An abliterated model is measured, not the original: the held-out NLL
+        # of the original's answers changes (the damage references are built
+        # from the original before any trial is applied).
+        for row in arm_rows:
+            if row["nll_increase"] != "":
+                assert float(row["nll_increase"]) != 0.0, row
         # Pareto trials always have their damage measured.
         for row in arm_rows:
             if row["pareto"] == "true":
