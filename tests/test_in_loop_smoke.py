@@ -258,3 +258,43 @@ def test_picks_at_matched_refusal_counts() -> None:
     assert pairs[0]["difference_accuracy_drop"] == pytest.approx(-0.05)
     assert pairs[1]["difference_accuracy_drop"] == pytest.approx(0.05)
     assert not any(pair["exact"] for pair in pairs)
+
+
+def test_checkpoint_reading_refuses_an_unfinished_study(tmp_path: Path) -> None:
+    import in_loop
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    # A study stored the way heretic 1.4.0 stores it: an Optuna journal named
+    # after the model, study "heretic", the measurements in each trial's
+    # user attributes and "finished" in the study's.
+    path = str(tmp_path / "model.jsonl")
+    storage = JournalStorage(
+        JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
+    )
+    study = optuna.create_study(
+        study_name="heretic", storage=storage, directions=["minimize", "minimize"]
+    )
+    study.set_user_attr("finished", False)
+    trial = study.ask()
+    trial.suggest_categorical("direction_scope", ["global", "per layer"])
+    for name, value in {
+        "index": 1,
+        "kl_divergence": 0.02,
+        "refusals": 3,
+        "base_refusals": 8,
+        "n_bad_prompts": 64,
+        "direction_index": None,
+        "parameters": {"attn.o_proj": {"max_weight": 1.0}},
+    }.items():
+        trial.set_user_attr(name, value)
+    study.tell(trial, [0.02, 0.375])
+    with pytest.raises(RuntimeError, match="did not finish"):
+        in_loop.read_checkpoint(tmp_path, expected_trials=1)
+    study.set_user_attr("finished", True)
+    with pytest.raises(RuntimeError, match="did not finish"):
+        in_loop.read_checkpoint(tmp_path, expected_trials=2)
+    (record,) = in_loop.read_checkpoint(tmp_path, expected_trials=1)
+    assert record["trial"] == 1 and record["refusals"] == 3
+    assert record["heretic_kl"] == 0.02 and record["bad_prompts"] == 64
