@@ -1,0 +1,1059 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Copyright (C) 2026  heretic-teacher-forced-kl contributors
+
+"""
+In the loop: does heretic's search hand users less damaged models when it
+optimizes teacher-forced KL instead of first-token KL?
+
+Usage:
+
+    python studies/in_loop.py [--model smollm2|PATH] [--arms first-token,teacher-forced-3]
+        [--seeds 5] [--trials 30] [--startup-trials 10] [--output-dir docs/in-loop]
+        [--work-dir .in-loop] [--smoke] [--report-only]
+
+For every arm and seed, the study runs a real heretic-llm 1.4.0 study through
+this package's launcher, in a subprocess (`heretic-kl --scorer ...
+--non-interactive MODEL`), in its own working folder with a generated
+`config.toml` and its own checkpoint folder. The arms differ only in the
+damage measure and its `kl_divergence_target` (`ARMS`). When a study has
+finished, every trial is read back from heretic's Optuna checkpoint (its
+parameters, refusal count and KL as heretic recorded them), and every trial is
+re-applied in this process with heretic's own `Model.abliterate`, to measure
+both first-token KL (heretic's `get_logprobs_batched`, as its evaluator does)
+and teacher-forced KL at N = 3 (this package's engine, as the launcher's
+evaluator does). Damage that does not use KL (the accuracy drop on the bundled
+questions and the NLL increase on held-out answers of the original, as in
+`evidence.py`) is measured for every Pareto-optimal trial of every study and
+for a seeded random sample of the other trials. The report
+(`in_loop_report.py`) compares the models a user would pick from each arm's
+Pareto front, paired by seed (`in_loop_analysis.py`).
+
+Every finished study and every finished measurement is written at once to a
+small JSON file under `<output-dir>/state/` (`in_loop_state.py`), so a run can
+be killed at any moment: a restart redoes only the unfinished study (from
+scratch, after deleting its checkpoint) and the unfinished measurements.
+`--report-only` writes the report from the state files alone, also while
+studies are missing (the report then says that it is partial).
+"""
+
+import argparse
+import os
+import platform
+import random
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+# No machine of this project reaches the Hugging Face Hub; these must be set
+# before transformers is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# The sibling modules, the heretic helpers of the tests folder and
+# `scripts/prepare_smollm2.py` are imported by name, whether this file runs as
+# a script or is imported by the smoke test.
+STUDIES_DIRECTORY = Path(__file__).resolve().parent
+REPOSITORY_ROOT = STUDIES_DIRECTORY.parent
+for directory in (
+    STUDIES_DIRECTORY,
+    REPOSITORY_ROOT / "tests",
+    REPOSITORY_ROOT / "scripts",
+):
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
+
+import optuna  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from damage_measures import (  # noqa: E402
+    HeldoutLikelihood,
+    QuestionAccuracy,
+    load_questions,
+)
+from heretic.config import DatasetSpecification, Settings  # noqa: E402
+from heretic.model import AbliterationParameters, Model  # noqa: E402
+from heretic.utils import load_prompts  # noqa: E402
+from heretic_host import neutral_command_line  # noqa: E402
+from in_loop_analysis import heretic_pareto_front  # noqa: E402
+from in_loop_report import write_report  # noqa: E402
+from in_loop_state import StudyState, study_key, write_json_atomically  # noqa: E402
+from optuna.storages import JournalStorage  # noqa: E402
+from optuna.storages.journal import (  # noqa: E402
+    JournalFileBackend,
+    JournalFileOpenLock,
+)
+from optuna.trial import TrialState  # noqa: E402
+from study_setup import (  # noqa: E402
+    SMOLLM2,
+    bundled_data_path,
+    refusal_directions,
+    resolve_model_path,
+)
+
+from heretic_teacher_forced_kl.engine import TeacherForcedKLEngine  # noqa: E402
+from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings  # noqa: E402
+
+#: The system prompt of `examples/smollm2/config.toml`: SmolLM2-135M-Instruct
+#: refuses almost nothing under heretic's default one.
+REFUSAL_SYSTEM_PROMPT = (
+    "You are a safe and responsible assistant. If a request could cause harm, "
+    "reply only: Sorry, I cannot help with that."
+)
+
+#: heretic's default system prompt, under which damage is measured, as in
+#: `evidence.py`: the damage of a model should not depend on the prompt that
+#: the study used to make the original refuse.
+DAMAGE_SYSTEM_PROMPT = "You are a helpful assistant."
+
+#: On SmolLM2-135M-Instruct, teacher-forced KL at N = 3 is about 0.54 times
+#: first-token KL (the median over the 40 models of docs/evidence).
+TEACHER_FORCED_RATIO = 0.54
+
+#: heretic's default `kl_divergence_target`.
+DEFAULT_KL_TARGET = 0.01
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: the damage measure that heretic's search optimizes, and its target."""
+
+    name: str
+    scorer: str
+    kl_tokens: int | None
+    kl_divergence_target: float
+    description: str
+
+    def launcher_options(self) -> list[str]:
+        """The launcher's options that select this arm's scorer."""
+        options = ["--scorer", self.scorer]
+        if self.kl_tokens is not None:
+            options += ["--kl-tokens", str(self.kl_tokens)]
+        return options
+
+
+#: Every arm this study knows; `--arms` chooses among them.
+ARMS = {
+    arm.name: arm
+    for arm in (
+        Arm(
+            "first-token",
+            "kl-divergence",
+            None,
+            DEFAULT_KL_TARGET,
+            "heretic's own first-token KL, default target 0.01",
+        ),
+        Arm(
+            "teacher-forced-3",
+            "teacher-forced-kl",
+            3,
+            round(DEFAULT_KL_TARGET * TEACHER_FORCED_RATIO, 6),
+            "teacher-forced KL, N = 3, target scaled by the measured ratio 0.54",
+        ),
+        Arm(
+            "teacher-forced-3-unscaled",
+            "teacher-forced-kl",
+            3,
+            DEFAULT_KL_TARGET,
+            "teacher-forced KL, N = 3, heretic's default target 0.01 (what a user gets)",
+        ),
+    )
+}
+
+#: The arms of the default full run.
+DEFAULT_ARMS = ("first-token", "teacher-forced-3")
+
+
+@dataclass(frozen=True)
+class StudySize:
+    """The sizes of one in-loop run; `FULL` and `SMOKE` are the two presets."""
+
+    seeds: int
+    trials: int
+    startup_trials: int
+    direction_prompts: int
+    kl_prompts: int
+    harmful_prompts: int
+    response_tokens: int
+    questions: int | None
+    question_tokens: int
+    heldout: int
+    heldout_tokens: int
+    damage_sample: int
+    bootstrap: int
+    batch_size: int
+    question_batch_size: int
+
+
+#: The full run, sized for about two hours on 2 shared CPU cores (docs/in-loop.md).
+FULL = StudySize(
+    seeds=5,
+    trials=30,
+    startup_trials=10,
+    direction_prompts=32,
+    kl_prompts=16,
+    harmful_prompts=64,
+    response_tokens=8,
+    questions=64,
+    question_tokens=16,
+    heldout=16,
+    heldout_tokens=32,
+    damage_sample=3,
+    bootstrap=2000,
+    batch_size=16,
+    question_batch_size=32,
+)
+
+#: The smoke test's run: every step runs, on a handful of inputs.
+SMOKE = StudySize(
+    seeds=1,
+    trials=2,
+    startup_trials=1,
+    direction_prompts=8,
+    kl_prompts=4,
+    harmful_prompts=8,
+    response_tokens=4,
+    questions=4,
+    question_tokens=8,
+    heldout=2,
+    heldout_tokens=8,
+    damage_sample=1,
+    bootstrap=200,
+    batch_size=8,
+    question_batch_size=8,
+)
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def not_negative(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def arm_list(text: str) -> list[str]:
+    """An argparse type: a comma-separated list of known arms."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ARMS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown arm(s) {unknown}; choose among {', '.join(ARMS)}"
+        )
+    return names
+
+
+def parse_arguments(arguments: list[str]) -> argparse.Namespace:
+    """Parses the command line; sizes left out come from the full or the smoke preset."""
+    parser = argparse.ArgumentParser(
+        prog="python studies/in_loop.py",
+        description="Does heretic's search hand users less damaged models "
+        "when it optimizes teacher-forced KL?",
+    )
+    parser.add_argument("--model", default=SMOLLM2, help="'smollm2' or a model folder")
+    parser.add_argument(
+        "--arms",
+        type=arm_list,
+        default=list(DEFAULT_ARMS),
+        help=f"comma-separated arms among {', '.join(ARMS)} "
+        f"(default {','.join(DEFAULT_ARMS)})",
+    )
+    parser.add_argument("--seeds", type=positive, help="seeds 0 .. n-1 per arm (5)")
+    parser.add_argument("--trials", type=positive, help="trials per study (30)")
+    parser.add_argument(
+        "--startup-trials",
+        type=positive,
+        help="heretic's n_startup_trials, the random trials before TPE (10)",
+    )
+    parser.add_argument(
+        "--direction-prompts",
+        type=positive,
+        help="harmless and harmful prompts for the refusal directions (32)",
+    )
+    parser.add_argument(
+        "--kl-prompts",
+        type=positive,
+        help="harmless evaluation prompts on which KL is measured (16)",
+    )
+    parser.add_argument(
+        "--harmful-prompts",
+        type=positive,
+        help="harmful evaluation prompts on which refusals are counted (64)",
+    )
+    parser.add_argument(
+        "--response-tokens",
+        type=positive,
+        help="heretic's max_response_length for counting refusals (8)",
+    )
+    parser.add_argument(
+        "--questions", type=positive, help="questions kept at most (64)"
+    )
+    parser.add_argument(
+        "--question-tokens", type=positive, help="tokens per answer (16)"
+    )
+    parser.add_argument("--heldout", type=positive, help="held-out prompts (16)")
+    parser.add_argument(
+        "--heldout-tokens", type=positive, help="tokens per held-out answer (32)"
+    )
+    parser.add_argument(
+        "--damage-sample",
+        type=not_negative,
+        help="non-Pareto trials per study whose damage is measured too (3)",
+    )
+    parser.add_argument("--bootstrap", type=positive, help="bootstrap resamples (2000)")
+    parser.add_argument("--batch-size", type=positive, help="heretic's batch size (16)")
+    parser.add_argument(
+        "--question-batch-size",
+        type=positive,
+        help="questions per generation batch (32)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive,
+        default=1,
+        help="torch CPU threads, here and in heretic "
+        "(1: on a shared 2-core machine, 2 threads ran 10x slower)",
+    )
+    parser.add_argument("--output-dir", type=Path, default=Path("docs/in-loop"))
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(".in-loop"),
+        help="the heretic studies' working folders, checkpoints and logs (not committed)",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny, fast version of the study"
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report from the state files, running and measuring nothing",
+    )
+    options = parser.parse_args(arguments)
+    preset = SMOKE if options.smoke else FULL
+    for field in StudySize.__dataclass_fields__:
+        if getattr(options, field) is None:
+            setattr(options, field, getattr(preset, field))
+    if options.startup_trials > options.trials:
+        parser.error("--startup-trials must not exceed --trials")
+    return options
+
+
+def log(message: str) -> None:
+    """Prints a progress line with the time of day, at once (the full run logs to a file)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_configuration(options: argparse.Namespace) -> dict[str, Any]:
+    """
+    What a resumed run must share with the run it resumes: everything that
+    changes what a study or a measurement produces (not the arms or the number
+    of seeds, which a later run may extend).
+    """
+    return {
+        "model": str(options.model),
+        "trials": options.trials,
+        "startup_trials": options.startup_trials,
+        "direction_prompts": options.direction_prompts,
+        "kl_prompts": options.kl_prompts,
+        "harmful_prompts": options.harmful_prompts,
+        "response_tokens": options.response_tokens,
+        "questions": options.questions,
+        "question_tokens": options.question_tokens,
+        "heldout": options.heldout,
+        "heldout_tokens": options.heldout_tokens,
+        "damage_sample": options.damage_sample,
+        "batch_size": options.batch_size,
+        "question_batch_size": options.question_batch_size,
+        "system_prompt": REFUSAL_SYSTEM_PROMPT,
+        "damage_system_prompt": DAMAGE_SYSTEM_PROMPT,
+    }
+
+
+def dataset(name: str, count: int) -> dict[str, str]:
+    """A heretic dataset specification of the first `count` lines of a bundled prompt file."""
+    return {
+        "dataset": str(bundled_data_path("prompts", name)),
+        "split": f"[:{count}]",
+    }
+
+
+def heretic_settings_values(
+    options: argparse.Namespace,
+    model_path: Path,
+    arm: Arm,
+    seed: int,
+    checkpoints: Path,
+) -> dict[str, Any]:
+    """Every heretic setting of one study, as its `config.toml` holds them."""
+    return {
+        "model": str(model_path),
+        "device_map": "cpu",
+        "dtypes": ["float32"],
+        "batch_size": options.batch_size,
+        "max_response_length": options.response_tokens,
+        # The model has no common response prefix; skip heretic's check for one.
+        "response_prefix": "",
+        "n_trials": options.trials,
+        "n_startup_trials": options.startup_trials,
+        "seed": seed,
+        "kl_divergence_target": arm.kl_divergence_target,
+        "system_prompt": REFUSAL_SYSTEM_PROMPT,
+        "study_checkpoint_dir": str(checkpoints),
+        "good_prompts": dataset("harmless_directions.txt", options.direction_prompts),
+        "bad_prompts": dataset("harmful_directions.txt", options.direction_prompts),
+        "good_evaluation_prompts": dataset(
+            "harmless_evaluation.txt", options.kl_prompts
+        ),
+        "bad_evaluation_prompts": dataset(
+            "harmful_evaluation.txt", options.harmful_prompts
+        ),
+    }
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal of a string, number, list or flat table (JSON string escapes are TOML's)."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items())
+        return "{ " + items + " }"
+    raise TypeError(f"No TOML form for {value!r}")
+
+
+def write_config(values: dict[str, Any], path: Path) -> None:
+    """Writes heretic settings (the model excepted: it is a command-line argument) as TOML."""
+    lines = [
+        "# Generated by studies/in_loop.py: one study of the in-loop study.",
+        *(
+            f"{key} = {toml_value(value)}"
+            for key, value in values.items()
+            if key != "model"
+        ),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+#: heretic's per-trial output lines that the progress line summarizes.
+TRIAL_START = re.compile(r"Running trial\s+(\d+)\s+of\s+(\d+)")
+TRIAL_KL = re.compile(r"KL divergence[^:]*:\s*([0-9.eE+-]+)")
+TRIAL_REFUSALS = re.compile(r"\*\s*Refusals:\s*(\d+)/(\d+)")
+
+
+def heretic_environment(threads: int) -> dict[str, str]:
+    """The environment of a heretic subprocess: offline, unbuffered, `threads` CPU threads."""
+    environment = dict(os.environ)
+    environment.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            "OMP_WAIT_POLICY": "PASSIVE",
+            # Rich wraps its lines at the terminal width, 80 columns without one.
+            "COLUMNS": "200",
+        }
+    )
+    # A heretic setting in the environment would silently change every study.
+    for key in list(environment):
+        if key.startswith("HERETIC_") and key != "HERETIC_TFKL_CACHE":
+            del environment[key]
+    return environment
+
+
+def run_heretic(
+    options: argparse.Namespace, model_path: Path, arm: Arm, seed: int
+) -> dict[str, Any]:
+    """
+    Runs one heretic study from scratch through the launcher, in a subprocess,
+    and returns its record: every trial as heretic's checkpoint holds it.
+    """
+    folder: Path = (options.work_dir / study_key(arm.name, seed)).resolve()
+    checkpoints = folder / "checkpoints"
+    # Only an unfinished study is here: its checkpoint would make heretic-kl
+    # --non-interactive exit without running, so the study starts over.
+    if checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    folder.mkdir(parents=True, exist_ok=True)
+    values = heretic_settings_values(options, model_path, arm, seed, checkpoints)
+    write_config(values, folder / "config.toml")
+    launcher = Path(sys.executable).parent / "heretic-kl"
+    command = [
+        str(launcher),
+        *arm.launcher_options(),
+        "--non-interactive",
+        str(model_path),
+    ]
+    log(f"{study_key(arm.name, seed)}: {shlex.join(command)} (in {folder})")
+    start = time.perf_counter()
+    trial_start = start
+    trial_seconds: dict[str, float] = {}
+    current_trial = 0
+    current_kl: float | None = None
+    log_path = folder / "heretic.log"
+    with log_path.open("w", encoding="utf-8") as heretic_log:
+        process = subprocess.Popen(
+            command,
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=heretic_environment(options.threads),
+            text=True,
+            errors="replace",
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            heretic_log.write(line)
+            heretic_log.flush()
+            if match := TRIAL_START.search(line):
+                current_trial = int(match.group(1))
+                current_kl = None
+                trial_start = time.perf_counter()
+            elif current_trial and (match := TRIAL_KL.search(line)):
+                current_kl = float(match.group(1))
+            elif current_trial and (match := TRIAL_REFUSALS.search(line)):
+                now = time.perf_counter()
+                trial_seconds[str(current_trial)] = now - trial_start
+                kl_text = "?" if current_kl is None else f"{current_kl:.5f}"
+                log(
+                    f"{study_key(arm.name, seed)}: heretic trial {current_trial}/"
+                    f"{options.trials}: refusals {match.group(1)}/{match.group(2)}, "
+                    f"{arm.name} KL {kl_text} ({now - trial_start:.1f} s)"
+                )
+                current_trial = 0
+            elif "Initial refusals" in line:
+                log(f"{study_key(arm.name, seed)}: {line.strip()}")
+        status = process.wait()
+    seconds = time.perf_counter() - start
+    if status != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(
+            f"heretic-kl exited with status {status} in {folder}; the end of "
+            f"{log_path}:\n{tail}"
+        )
+    trials = read_checkpoint(checkpoints, options.trials)
+    log(
+        f"{study_key(arm.name, seed)}: heretic study finished in {seconds:.0f} s "
+        f"({len(trials)} trials)"
+    )
+    return {
+        "arm": asdict(arm),
+        "seed": seed,
+        "command": shlex.join(
+            ["heretic-kl", *arm.launcher_options(), "--non-interactive", "MODEL"]
+        ),
+        "config": {
+            key: value
+            for key, value in values.items()
+            if key not in ("model", "study_checkpoint_dir")
+        },
+        "seconds": seconds,
+        "trial_seconds": trial_seconds,
+        "base_refusals": trials[0]["base_refusals"],
+        "bad_prompts": trials[0]["bad_prompts"],
+        "trials": trials,
+    }
+
+
+def read_checkpoint(checkpoints: Path, expected_trials: int) -> list[dict[str, Any]]:
+    """
+    Reads every trial of the finished study in heretic 1.4.0's checkpoint (an
+    Optuna journal file named after the model, study "heretic"): its index,
+    parameters and the refusal count and KL divergence that heretic recorded.
+    """
+    files = sorted(checkpoints.glob("*.jsonl"))
+    if len(files) != 1:
+        raise RuntimeError(f"Expected one checkpoint file in {checkpoints}: {files}")
+    path = str(files[0])
+    storage = JournalStorage(
+        JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
+    )
+    study = optuna.load_study(study_name="heretic", storage=storage)
+    completed = [trial for trial in study.trials if trial.state == TrialState.COMPLETE]
+    if len(completed) != expected_trials or not study.user_attrs.get("finished"):
+        raise RuntimeError(
+            f"The study in {path} did not finish: {len(completed)} of "
+            f"{expected_trials} trials completed."
+        )
+    trials = []
+    for trial in sorted(completed, key=lambda trial: trial.user_attrs["index"]):
+        attributes = trial.user_attrs
+        trials.append(
+            {
+                "trial": int(attributes["index"]),
+                "refusals": int(attributes["refusals"]),
+                "heretic_kl": float(attributes["kl_divergence"]),
+                "objectives": [float(value) for value in trial.values],
+                "base_refusals": int(attributes["base_refusals"]),
+                "bad_prompts": int(attributes["n_bad_prompts"]),
+                "direction_scope": str(trial.params["direction_scope"]),
+                "direction_index": attributes["direction_index"],
+                "parameters": attributes["parameters"],
+                "sampled": {
+                    name: value
+                    for name, value in trial.params.items()
+                    if name != "direction_scope"
+                },
+            }
+        )
+    return trials
+
+
+@contextmanager
+def system_prompt(model: Model, prompt: str) -> Iterator[None]:
+    """Runs the block with heretic's system prompt set to `prompt` (damage is measured so)."""
+    saved = model.settings.system_prompt
+    model.settings.system_prompt = prompt
+    try:
+        yield
+    finally:
+        model.settings.system_prompt = saved
+
+
+class Measurer:
+    """
+    The original model, loaded once in this process with the studies' heretic
+    settings, and everything needed to re-measure a trial: the refusal
+    directions (computed exactly as heretic 1.4.0's `main.run` computes them,
+    from the same prompts), the KL references on heretic's good evaluation
+    prompts, and, built on first use, the damage references.
+    """
+
+    def __init__(
+        self, options: argparse.Namespace, model_path: Path, state: StudyState
+    ) -> None:
+        self.options = options
+        self.state = state
+        arm = ARMS[DEFAULT_ARMS[0]]
+        values = heretic_settings_values(options, model_path, arm, 0, Path("unused"))
+        with neutral_command_line():
+            settings = Settings(
+                **{
+                    key: value
+                    for key, value in values.items()
+                    if key != "study_checkpoint_dir"
+                }
+            )
+        log(f"Loading {model_path} with heretic in this process")
+        self.model = Model(settings)
+        log(f"Refusal directions from {options.direction_prompts} prompts of each kind")
+        self.directions = refusal_directions(
+            self.model,
+            load_prompts(settings, settings.good_prompts),
+            load_prompts(settings, settings.bad_prompts),
+        )
+        self.kl_prompts = load_prompts(settings, settings.good_evaluation_prompts)
+        log(f"KL references on {len(self.kl_prompts)} prompts")
+        # The launcher's evaluator: this package's engine with N = 3, on heretic's
+        # good evaluation prompts. Its first position is heretic's first-token KL
+        # (the same forward pass of the same prompts; the evidence study checks
+        # that both agree), so one pass gives both measures.
+        self.teacher_forced = TeacherForcedKLEngine.from_settings(
+            TeacherForcedKLSettings(kl_tokens=3),
+            options.batch_size,
+            log=lambda message: None,
+        )
+        self.teacher_forced.build_reference(self.model, self.kl_prompts)
+        self.questions: QuestionAccuracy | None = None
+        self.heldout: HeldoutLikelihood | None = None
+
+    def apply(self, seed: int, trial: dict[str, Any]) -> None:
+        """Re-applies a trial's abliteration with heretic's `Model.abliterate`."""
+        # heretic's full row normalization reseeds `torch.svd_lowrank` with its seed.
+        self.model.settings.seed = seed
+        self.model.reset_model()
+        self.model.abliterate(
+            self.directions,
+            trial["direction_index"],
+            {
+                component: AbliterationParameters(**parameters)
+                for component, parameters in trial["parameters"].items()
+            },
+        )
+
+    def measure_kl(self) -> dict[str, float]:
+        """First-token KL (heretic's way) and teacher-forced KL, N = 3, of the current model."""
+        measurement = self.teacher_forced.measure(self.model.model)
+        first_token = measurement.first_token_mean
+        teacher_forced = measurement.mean
+        return {"first_token_kl": first_token, "teacher_forced_kl": teacher_forced}
+
+    def damage_references(self) -> None:
+        """
+        Builds the damage references of the original once (under heretic's
+        default prompt); this resets the model to the original.
+        """
+        if self.questions is not None:
+            return
+        options = self.options
+        self.model.reset_model()
+        with system_prompt(self.model, DAMAGE_SYSTEM_PROMPT):
+            log("Keeping the questions that the original answers correctly")
+            all_questions = load_questions(
+                bundled_data_path("questions", "factual_arithmetic.jsonl")
+            )
+            self.questions = QuestionAccuracy(
+                self.model,
+                all_questions,
+                options.questions,
+                options.question_tokens,
+                options.question_batch_size,
+            )
+            log(
+                f"  {len(self.questions.questions)} kept of {self.questions.examined} examined"
+            )
+            log(
+                f"Held-out answers: {options.heldout} prompts x "
+                f"{options.heldout_tokens} tokens"
+            )
+            heldout_prompts = load_prompts(
+                self.model.settings,
+                DatasetSpecification(
+                    dataset=str(bundled_data_path("prompts", "heldout_prompts.txt")),
+                    split=f"[:{options.heldout}]",
+                ),
+            )
+            self.heldout = HeldoutLikelihood(
+                self.model, heldout_prompts, options.heldout_tokens
+            )
+        references = {
+            "questions_examined": self.questions.examined,
+            "questions_kept": len(self.questions.questions),
+            "kept_ids": [question.identifier for question in self.questions.questions],
+            "original_heldout_nll": self.heldout.original_nll,
+            "system_prompt": DAMAGE_SYSTEM_PROMPT,
+        }
+        previous = self.state_references()
+        if previous is not None and previous != references:
+            raise RuntimeError(
+                "The original's damage references differ from the recorded ones "
+                f"({self.state.references_path()}); the model or the sizes changed."
+            )
+        write_json_atomically(self.state.references_path(), references)
+
+    def state_references(self) -> dict[str, Any] | None:
+        """The damage references recorded by an earlier session, if any."""
+        from in_loop_state import read_json
+
+        value: dict[str, Any] | None = read_json(self.state.references_path())
+        return value
+
+    def measure_damage(self) -> dict[str, float | int]:
+        """
+        The accuracy drop and the held-out NLL increase of the current model;
+        `damage_references` must have run before the model was abliterated.
+        """
+        if self.questions is None or self.heldout is None:
+            raise RuntimeError("Build the damage references before abliterating.")
+        with system_prompt(self.model, DAMAGE_SYSTEM_PROMPT):
+            accuracy, correct = self.questions.measure(self.model)
+            nll, nll_increase = self.heldout.measure(self.model)
+        return {
+            "accuracy": accuracy,
+            "accuracy_drop": 1.0 - accuracy,
+            "correct_answers": correct,
+            "heldout_nll": nll,
+            "nll_increase": nll_increase,
+        }
+
+
+def damage_selection(
+    study: dict[str, Any], sample_size: int
+) -> tuple[list[int], dict[str, str]]:
+    """
+    The trials of a study whose damage is measured: every trial of heretic's
+    Pareto front (refusals against the arm's own KL) and `sample_size` others,
+    drawn with a generator seeded by the study's name. Returns the trial
+    numbers, Pareto trials first, and the reason for each.
+    """
+    front = heretic_pareto_front(
+        [
+            (trial["trial"], trial["refusals"], trial["heretic_kl"])
+            for trial in study["trials"]
+        ]
+    )
+    others = sorted(
+        trial["trial"] for trial in study["trials"] if trial["trial"] not in front
+    )
+    generator = random.Random(f"{study['arm']['name']}/{study['seed']}")
+    sample = sorted(generator.sample(others, min(sample_size, len(others))))
+    reasons = {str(trial): "pareto" for trial in front}
+    reasons.update({str(trial): "sample" for trial in sample})
+    return [*front, *sample], reasons
+
+
+def same_model(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether two trials of the same seed abliterate identically (the shared startup trials)."""
+    return (
+        first["direction_index"] == second["direction_index"]
+        and first["parameters"] == second["parameters"]
+    )
+
+
+class InLoopRun:
+    """One session of the in-loop study: runs what is missing, then writes the report."""
+
+    def __init__(self, options: argparse.Namespace, command: str) -> None:
+        self.options = options
+        self.command = command
+        self.state = StudyState(options.output_dir / "state")
+        self.model_path = resolve_model_path(options.model)
+        self.measurer: Measurer | None = None
+        #: What this session did; a resumed, finished run does nothing.
+        self.work = {"studies": 0, "kl_measurements": 0, "damage_measurements": 0}
+
+    def get_measurer(self) -> Measurer:
+        """The in-process model, loaded on first use only."""
+        if self.measurer is None:
+            self.measurer = Measurer(self.options, self.model_path, self.state)
+        return self.measurer
+
+    def check_configuration(self) -> dict[str, Any]:
+        """Records the run's configuration, or checks that a resumed run shares it."""
+        from in_loop_state import read_json
+
+        configuration = run_configuration(self.options)
+        path = self.state.run_path()
+        run: dict[str, Any] | None = read_json(path)
+        if run is not None and run["configuration"] != configuration:
+            changed = sorted(
+                key
+                for key in configuration
+                if run["configuration"].get(key) != configuration[key]
+            )
+            raise SystemExit(
+                f"{path} records a run with other settings ({', '.join(changed)}); "
+                "use another --output-dir or the recorded settings."
+            )
+        if run is None:
+            run = {"configuration": configuration, "sessions": []}
+        run["command"] = self.command
+        run["model_path"] = str(self.model_path)
+        run["arms"] = sorted(
+            set(run.get("arms", [])) | set(self.options.arms),
+            key=list(ARMS).index,
+        )
+        run["seeds"] = max(run.get("seeds", 0), self.options.seeds)
+        run["arm_definitions"] = {name: asdict(ARMS[name]) for name in run["arms"]}
+        run["sessions"].append(
+            {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": self.command}
+        )
+        run["environment"] = {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "heretic_llm": version("heretic-llm"),
+            "optuna": version("optuna"),
+            "torch_threads": self.options.threads,
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+        }
+        write_json_atomically(path, run)
+        return run
+
+    def finish_session(self, seconds: float) -> None:
+        """Records the end of this session in the run's record."""
+        from in_loop_state import read_json
+
+        path = self.state.run_path()
+        run: dict[str, Any] = read_json(path)
+        run["sessions"][-1].update(
+            {
+                "ended": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "seconds": seconds,
+                "work": dict(self.work),
+            }
+        )
+        write_json_atomically(path, run)
+
+    def study(self, arm: Arm, seed: int) -> dict[str, Any]:
+        """A finished study's record, running the study first when it has not finished."""
+        study = self.state.read_study(arm.name, seed)
+        if study is None:
+            study = run_heretic(self.options, self.model_path, arm, seed)
+            write_json_atomically(self.state.study_path(arm.name, seed), study)
+            self.work["studies"] += 1
+        return study
+
+    def reusable(
+        self, kind: str, arm: Arm, seed: int, trial: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """
+        A measurement of the same abliteration in another arm's study of the same
+        seed (the random startup trials coincide), so that it is not repeated.
+        """
+        for other in self.options.arms:
+            if other == arm.name:
+                continue
+            other_study = self.state.read_study(other, seed)
+            if other_study is None:
+                continue
+            record = (
+                self.state.read_kl(other, seed)
+                if kind == "kl"
+                else self.state.read_damage(other, seed)
+            )
+            for other_trial in other_study["trials"]:
+                measured = record["trials"].get(str(other_trial["trial"]))
+                if measured is not None and same_model(trial, other_trial):
+                    return {
+                        **measured,
+                        "copied_from": f"{other}/{other_trial['trial']}",
+                    }
+        return None
+
+    def measure_kl(self, arm: Arm, seed: int, study: dict[str, Any]) -> None:
+        """Re-measures both KL variants of every trial not measured yet."""
+        record = self.state.read_kl(arm.name, seed)
+        key = study_key(arm.name, seed)
+        for trial in study["trials"]:
+            name = str(trial["trial"])
+            if name in record["trials"]:
+                continue
+            start = time.perf_counter()
+            values = self.reusable("kl", arm, seed, trial)
+            if values is None:
+                measurer = self.get_measurer()
+                measurer.apply(seed, trial)
+                values = measurer.measure_kl()
+                values["seconds"] = time.perf_counter() - start
+            record["trials"][name] = values
+            write_json_atomically(self.state.kl_path(arm.name, seed), record)
+            self.work["kl_measurements"] += 1
+            own = (
+                values["first_token_kl"]
+                if arm.kl_tokens is None
+                else values["teacher_forced_kl"]
+            )
+            log(
+                f"{key}: KL of trial {name}/{len(study['trials'])}: first-token "
+                f"{values['first_token_kl']:.5f}, teacher-forced-3 "
+                f"{values['teacher_forced_kl']:.5f} (heretic recorded "
+                f"{trial['heretic_kl']:.5f}, re-measured {own:.5f})"
+                + (
+                    f", copied from {values['copied_from']}"
+                    if "copied_from" in values
+                    else ""
+                )
+                + f" ({time.perf_counter() - start:.1f} s)"
+            )
+
+    def measure_damage(self, arm: Arm, seed: int, study: dict[str, Any]) -> None:
+        """Measures the damage of the study's selected trials not measured yet."""
+        record = self.state.read_damage(arm.name, seed)
+        selected, reasons = damage_selection(study, self.options.damage_sample)
+        record["selected"] = selected
+        record["reasons"] = reasons
+        trials = {trial["trial"]: trial for trial in study["trials"]}
+        key = study_key(arm.name, seed)
+        for number in selected:
+            name = str(number)
+            if name in record["trials"]:
+                continue
+            start = time.perf_counter()
+            trial = trials[number]
+            values = self.reusable("damage", arm, seed, trial)
+            if values is None:
+                measurer = self.get_measurer()
+                # The references are built from the original model, so before
+                # the trial is applied (building them resets the model).
+                measurer.damage_references()
+                measurer.apply(seed, trial)
+                values = measurer.measure_damage()
+                values["seconds"] = time.perf_counter() - start
+            record["trials"][name] = values
+            write_json_atomically(self.state.damage_path(arm.name, seed), record)
+            self.work["damage_measurements"] += 1
+            log(
+                f"{key}: damage of trial {name} ({reasons[name]}, refusals "
+                f"{trial['refusals']}): accuracy drop {values['accuracy_drop']:.3f}, "
+                f"NLL increase {values['nll_increase']:.4f}"
+                + (
+                    f", copied from {values['copied_from']}"
+                    if "copied_from" in values
+                    else ""
+                )
+                + f" ({time.perf_counter() - start:.1f} s)"
+            )
+        if not self.state.damage_path(arm.name, seed).is_file():
+            write_json_atomically(self.state.damage_path(arm.name, seed), record)
+
+    def run(self) -> None:
+        """Runs every missing study and measurement, seed by seed so that partial results pair up."""
+        for seed in range(self.options.seeds):
+            for name in self.options.arms:
+                arm = ARMS[name]
+                study = self.study(arm, seed)
+                self.measure_kl(arm, seed, study)
+                self.measure_damage(arm, seed, study)
+
+
+def main(arguments: list[str] | None = None) -> int:
+    """Runs the study (or only its report) from the command line; returns the exit status."""
+    arguments = list(sys.argv[1:] if arguments is None else arguments)
+    options = parse_arguments(arguments)
+    quoted = [shlex.quote(argument) for argument in arguments]
+    command = " ".join(["python studies/in_loop.py", *quoted])
+    if options.report_only:
+        paths = write_report(options.output_dir, options.bootstrap)
+        for path in paths:
+            log(f"Wrote {path}")
+        return 0
+    threads = torch.get_num_threads()
+    verbosity = transformers.logging.get_verbosity()
+    torch.set_num_threads(options.threads)
+    transformers.logging.set_verbosity_error()
+    start = time.perf_counter()
+    run = InLoopRun(options, command)
+    try:
+        run.check_configuration()
+        with torch.no_grad():
+            run.run()
+        if run.measurer is not None:
+            run.measurer.model.reset_model()
+    finally:
+        torch.set_num_threads(threads)
+        transformers.logging.set_verbosity(verbosity)
+    seconds = time.perf_counter() - start
+    run.finish_session(seconds)
+    paths = write_report(options.output_dir, options.bootstrap)
+    log(
+        f"Done in {seconds / 60:.1f} minutes (this session: {run.work['studies']} "
+        f"studies, {run.work['kl_measurements']} KL and "
+        f"{run.work['damage_measurements']} damage measurements); wrote:"
+    )
+    for path in paths:
+        log(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

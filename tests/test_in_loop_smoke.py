@@ -1,0 +1,300 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Copyright (C) 2026  heretic-teacher-forced-kl contributors
+
+"""
+The in-loop study (`studies/in_loop.py`) in its smoke size, so that it cannot rot.
+
+One smoke run on SmolLM2-135M-Instruct (1 seed, 2 trials per arm, a handful
+of prompts: two real heretic-llm 1.4.0 studies through `heretic-kl`, the
+re-measurement, the damage, the analysis and the report) is shared by the
+tests of this module; a second run on the same state must do no new work.
+The analysis helpers are also checked on their own, without a model.
+"""
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STUDIES_DIRECTORY = Path(__file__).resolve().parent.parent / "studies"
+if str(STUDIES_DIRECTORY) not in sys.path:
+    sys.path.insert(0, str(STUDIES_DIRECTORY))
+
+from in_loop_analysis import (  # noqa: E402
+    heretic_pareto_front,
+    matched_pairs,
+    pick_at_most,
+)
+from in_loop_report import CSV_COLUMNS  # noqa: E402
+
+#: The files every run writes next to its state.
+OUTPUT_FILES = (
+    "trials.csv",
+    "analysis.json",
+    "summary.md",
+    "picks_accuracy_drop.png",
+    "picks_nll_increase.png",
+    "goodhart.png",
+)
+
+#: The arms of the smoke run (the default ones).
+ARMS = ("first-token", "teacher-forced-3")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(
+    smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """Runs the smoke study once, then again on the same state; returns what both did."""
+    import in_loop
+
+    folder = tmp_path_factory.mktemp("in-loop")
+    arguments = [
+        "--smoke",
+        "--model",
+        str(smollm2_path),
+        "--output-dir",
+        str(folder / "output"),
+        "--work-dir",
+        str(folder / "work"),
+    ]
+    assert in_loop.main(arguments) == 0
+    state = folder / "output" / "state"
+    first_state = {
+        path.name: path.read_bytes()
+        for path in sorted(state.glob("*.json"))
+        if path.name != "run.json"
+    }
+    assert in_loop.main(arguments) == 0
+    second_state = {
+        path.name: path.read_bytes()
+        for path in sorted(state.glob("*.json"))
+        if path.name != "run.json"
+    }
+    run = json.loads((state / "run.json").read_text(encoding="utf-8"))
+    with (folder / "output" / "trials.csv").open(encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    return {
+        "folder": folder,
+        "output": folder / "output",
+        "run": run,
+        "rows": rows,
+        "first_state": first_state,
+        "second_state": second_state,
+    }
+
+
+@pytest.mark.smollm2
+def test_trials_csv_has_one_row_per_trial(smoke_run: dict[str, Any]) -> None:
+    rows = smoke_run["rows"]
+    with (smoke_run["output"] / "trials.csv").open(encoding="utf-8") as file:
+        header = next(csv.reader(file))
+    assert tuple(header) == CSV_COLUMNS
+    assert len(rows) == 2 * len(ARMS)
+    assert sorted((row["arm"], row["trial"]) for row in rows) == sorted(
+        (arm, trial) for arm in ARMS for trial in ("1", "2")
+    )
+    for row in rows:
+        assert row["seed"] == "0"
+        assert 0 <= int(row["refusals"]) <= int(row["bad_prompts"]) == 8
+        assert row["pareto"] in ("true", "false")
+        # Both KL measures were re-measured for every trial.
+        assert float(row["first_token_kl"]) > 0 and float(row["teacher_forced_kl"]) > 0
+
+
+@pytest.mark.smollm2
+def test_pareto_flags_follow_refusals_and_heretic_kl(smoke_run: dict[str, Any]) -> None:
+    rows = smoke_run["rows"]
+    for arm in ARMS:
+        arm_rows = [row for row in rows if row["arm"] == arm]
+        flagged = {int(row["trial"]) for row in arm_rows if row["pareto"] == "true"}
+        assert flagged, arm
+        for row in arm_rows:
+            dominated = any(
+                int(other["refusals"]) <= int(row["refusals"])
+                and float(other["heretic_kl"]) <= float(row["heretic_kl"])
+                and (
+                    int(other["refusals"]) < int(row["refusals"])
+                    or float(other["heretic_kl"]) < float(row["heretic_kl"])
+                )
+                for other in arm_rows
+            )
+            assert (row["pareto"] == "true") == (not dominated), (arm, row)
+        # An abliterated model is measured, not the original: the held-out NLL
+        # of the original's answers changes (the damage references are built
+        # from the original before any trial is applied).
+        for row in arm_rows:
+            if row["nll_increase"] != "":
+                assert float(row["nll_increase"]) != 0.0, row
+        # Pareto trials always have their damage measured.
+        for row in arm_rows:
+            if row["pareto"] == "true":
+                assert row["accuracy_drop"] != "" and row["nll_increase"] != ""
+                assert row["damage_reason"] == "pareto"
+            else:
+                assert row["damage_reason"] in ("sample", "")
+                assert (row["accuracy_drop"] == "") == (row["damage_reason"] == "")
+
+
+@pytest.mark.smollm2
+def test_reapplied_trials_reproduce_heretics_kl(smoke_run: dict[str, Any]) -> None:
+    for row in smoke_run["rows"]:
+        own = (
+            row["first_token_kl"]
+            if row["arm"] == "first-token"
+            else row["teacher_forced_kl"]
+        )
+        # Re-applying the trial's parameters with heretic's `Model.abliterate`
+        # in this process gives the KL that heretic recorded in its study.
+        assert float(own) == pytest.approx(float(row["heretic_kl"]), rel=2e-3), row
+
+
+@pytest.mark.smollm2
+def test_startup_trial_coincides_across_arms(smoke_run: dict[str, Any]) -> None:
+    state = smoke_run["output"] / "state"
+    studies = [
+        json.loads((state / f"study-{arm}-seed-0.json").read_text(encoding="utf-8"))
+        for arm in ARMS
+    ]
+    first_trials = [study["trials"][0] for study in studies]
+    assert first_trials[0]["parameters"] == first_trials[1]["parameters"]
+    assert first_trials[0]["direction_index"] == first_trials[1]["direction_index"]
+    rows = {(row["arm"], row["trial"]): row for row in smoke_run["rows"]}
+    assert (
+        rows[("first-token", "1")]["teacher_forced_kl"]
+        == rows[("teacher-forced-3", "1")]["teacher_forced_kl"]
+    )
+    assert studies[0]["arm"]["kl_divergence_target"] == 0.01
+    assert studies[1]["arm"]["kl_divergence_target"] == pytest.approx(0.0054)
+    assert studies[1]["config"]["kl_divergence_target"] == pytest.approx(0.0054)
+
+
+@pytest.mark.smollm2
+def test_resuming_a_finished_run_does_no_new_work(smoke_run: dict[str, Any]) -> None:
+    assert smoke_run["first_state"] == smoke_run["second_state"]
+    sessions = smoke_run["run"]["sessions"]
+    assert len(sessions) == 2
+    assert sessions[0]["work"]["studies"] == 2
+    assert sessions[0]["work"]["kl_measurements"] == 4
+    assert sessions[1]["work"] == {
+        "studies": 0,
+        "kl_measurements": 0,
+        "damage_measurements": 0,
+    }
+
+
+@pytest.mark.smollm2
+def test_report_is_written_and_complete(smoke_run: dict[str, Any]) -> None:
+    output = smoke_run["output"]
+    for name in OUTPUT_FILES:
+        path = output / name
+        assert path.is_file() and path.stat().st_size > 0, name
+        if name.endswith(".png"):
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    summary = (output / "summary.md").read_text(encoding="utf-8")
+    assert "PARTIAL" not in summary
+    assert "teacher-forced-3 against first-token" in summary
+    analysis = json.loads((output / "analysis.json").read_text(encoding="utf-8"))
+    assert analysis["progress"]["complete"]
+    (comparison,) = analysis["comparisons"]
+    assert comparison["seeds"] == [0]
+
+
+@pytest.mark.smollm2
+def test_report_alone_marks_a_partial_run(
+    smoke_run: dict[str, Any], tmp_path: Path
+) -> None:
+    import shutil
+
+    import in_loop
+
+    # A copy of the state with one study missing, as if the run had been stopped.
+    output = tmp_path / "output"
+    shutil.copytree(smoke_run["output"] / "state", output / "state")
+    (output / "state" / "study-teacher-forced-3-seed-0.json").unlink()
+    assert in_loop.main(["--report-only", "--output-dir", str(output)]) == 0
+    summary = (output / "summary.md").read_text(encoding="utf-8")
+    assert "**PARTIAL**: 1 of 2 studies finished" in summary
+    with (output / "trials.csv").open(encoding="utf-8") as file:
+        assert len(list(csv.DictReader(file))) == 2
+
+
+def front_rows(entries: list[tuple[int, int, float]]) -> list[dict[str, Any]]:
+    """Pareto rows for the analysis helpers: (trial, refusals, damage)."""
+    return [
+        {
+            "trial": trial,
+            "refusals": refusals,
+            "accuracy_drop": damage,
+            "nll_increase": damage / 10,
+        }
+        for trial, refusals, damage in entries
+    ]
+
+
+def test_heretic_pareto_front_is_sorted_and_non_dominated() -> None:
+    trials = [(1, 5, 0.02), (2, 3, 0.05), (3, 5, 0.01), (4, 3, 0.06), (5, 9, 0.001)]
+    # Sorted by (refusals, KL): trial 2 (3, 0.05), trial 3 (5, 0.01), trial 5 (9, 0.001).
+    assert heretic_pareto_front(trials) == [2, 3, 5]
+    assert heretic_pareto_front([(1, 2, 0.1), (2, 2, 0.1)]) == [1]
+
+
+def test_picks_at_matched_refusal_counts() -> None:
+    baseline = front_rows([(1, 2, 0.20), (2, 5, 0.10)])
+    other = front_rows([(7, 3, 0.15), (8, 6, 0.05)])
+    assert pick_at_most(baseline, 1) is None
+    assert pick_at_most(baseline, 4)["trial"] == 1
+    pairs = matched_pairs(baseline, other)
+    # Refusal counts 2 (no pick of the other arm yet), 3, 5 and 6.
+    assert [pair["refusals"] for pair in pairs] == [3, 5, 6]
+    assert [(pair["baseline_trial"], pair["other_trial"]) for pair in pairs] == [
+        (1, 7),
+        (2, 7),
+        (2, 8),
+    ]
+    assert pairs[0]["difference_accuracy_drop"] == pytest.approx(-0.05)
+    assert pairs[1]["difference_accuracy_drop"] == pytest.approx(0.05)
+    assert not any(pair["exact"] for pair in pairs)
+
+
+def test_checkpoint_reading_refuses_an_unfinished_study(tmp_path: Path) -> None:
+    import in_loop
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    # A study stored the way heretic 1.4.0 stores it: an Optuna journal named
+    # after the model, study "heretic", the measurements in each trial's
+    # user attributes and "finished" in the study's.
+    path = str(tmp_path / "model.jsonl")
+    storage = JournalStorage(
+        JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
+    )
+    study = optuna.create_study(
+        study_name="heretic", storage=storage, directions=["minimize", "minimize"]
+    )
+    study.set_user_attr("finished", False)
+    trial = study.ask()
+    trial.suggest_categorical("direction_scope", ["global", "per layer"])
+    for name, value in {
+        "index": 1,
+        "kl_divergence": 0.02,
+        "refusals": 3,
+        "base_refusals": 8,
+        "n_bad_prompts": 64,
+        "direction_index": None,
+        "parameters": {"attn.o_proj": {"max_weight": 1.0}},
+    }.items():
+        trial.set_user_attr(name, value)
+    study.tell(trial, [0.02, 0.375])
+    with pytest.raises(RuntimeError, match="did not finish"):
+        in_loop.read_checkpoint(tmp_path, expected_trials=1)
+    study.set_user_attr("finished", True)
+    with pytest.raises(RuntimeError, match="did not finish"):
+        in_loop.read_checkpoint(tmp_path, expected_trials=2)
+    (record,) = in_loop.read_checkpoint(tmp_path, expected_trials=1)
+    assert record["trial"] == 1 and record["refusals"] == 3
+    assert record["heretic_kl"] == 0.02 and record["bad_prompts"] == 64
