@@ -7,7 +7,7 @@ optimizes teacher-forced KL instead of first-token KL?
 
 Usage:
 
-    python studies/in_loop.py [--model smollm2|PATH] [--arms first-token,teacher-forced-3]
+    python -m studies.in_loop [--model smollm2|PATH] [--arms first-token,teacher-forced-3]
         [--seeds 5] [--trials 30] [--startup-trials 10] [--output-dir docs/in-loop]
         [--work-dir .in-loop] [--smoke] [--report-only]
 
@@ -45,63 +45,54 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-# No machine of this project reaches the Hugging Face Hub; these must be set
-# before transformers is imported.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import optuna
+import torch
+import transformers
+from heretic.config import DatasetSpecification, Settings
+from heretic.model import AbliterationParameters, Model
+from heretic.utils import load_prompts
+from optuna.storages import JournalStorage
+from optuna.storages.journal import (
+    JournalFileBackend,
+    JournalFileOpenLock,
+)
+from optuna.trial import TrialState
 
-# The sibling modules, the heretic helpers of the tests folder and
-# `scripts/prepare_smollm2.py` are imported by name, whether this file runs as
-# a script or is imported by the smoke test.
-STUDIES_DIRECTORY = Path(__file__).resolve().parent
-REPOSITORY_ROOT = STUDIES_DIRECTORY.parent
-for directory in (
-    STUDIES_DIRECTORY,
-    REPOSITORY_ROOT / "tests",
-    REPOSITORY_ROOT / "scripts",
-):
-    if str(directory) not in sys.path:
-        sys.path.insert(0, str(directory))
-
-import optuna  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-from damage_measures import (  # noqa: E402
+from development.heretic_host import neutral_command_line
+from heretic_teacher_forced_kl.metric.engine import TeacherForcedKLEngine
+from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings
+from studies.damage_measures import (
     HeldoutLikelihood,
     QuestionAccuracy,
     load_questions,
 )
-from heretic.config import DatasetSpecification, Settings  # noqa: E402
-from heretic.model import AbliterationParameters, Model  # noqa: E402
-from heretic.utils import load_prompts  # noqa: E402
-from heretic_host import neutral_command_line  # noqa: E402
-from in_loop_analysis import heretic_pareto_front  # noqa: E402
-from in_loop_report import write_report  # noqa: E402
-from in_loop_state import StudyState, study_key, write_json_atomically  # noqa: E402
-from optuna.storages import JournalStorage  # noqa: E402
-from optuna.storages.journal import (  # noqa: E402
-    JournalFileBackend,
-    JournalFileOpenLock,
+from studies.in_loop_analysis import heretic_pareto_front
+from studies.in_loop_report import write_report
+from studies.in_loop_state import (
+    StudyState,
+    read_json,
+    study_key,
+    write_json_atomically,
 )
-from optuna.trial import TrialState  # noqa: E402
-from study_setup import (  # noqa: E402
+from studies.study_setup import (
     SMOLLM2,
     bundled_data_path,
     refusal_directions,
     resolve_model_path,
 )
 
-from heretic_teacher_forced_kl.engine import TeacherForcedKLEngine  # noqa: E402
-from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings  # noqa: E402
+#: The repository's root folder, from which the study runs.
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 #: The system prompt of `examples/smollm2/config.toml`: SmolLM2-135M-Instruct
 #: refuses almost nothing under heretic's default one.
@@ -263,7 +254,7 @@ def arm_list(text: str) -> list[str]:
 def parse_arguments(arguments: list[str]) -> argparse.Namespace:
     """Parses the command line; sizes left out come from the full or the smoke preset."""
     parser = argparse.ArgumentParser(
-        prog="python studies/in_loop.py",
+        prog="python -m studies.in_loop",
         description="Does heretic's search hand users less damaged models "
         "when it optimizes teacher-forced KL?",
     )
@@ -330,6 +321,14 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         default=1,
         help="torch CPU threads, here and in heretic "
         "(1: on a shared 2-core machine, 2 threads ran 10x slower)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive,
+        default=1,
+        help="heretic studies run at once, each in its own process with --threads "
+        "threads (2 on a free 2-core machine); the measurements of finished studies "
+        "run meanwhile in this process",
     )
     parser.add_argument("--output-dir", type=Path, default=Path("docs/in-loop"))
     parser.add_argument(
@@ -761,8 +760,6 @@ class Measurer:
 
     def state_references(self) -> dict[str, Any] | None:
         """The damage references recorded by an earlier session, if any."""
-        from in_loop_state import read_json
-
         value: dict[str, Any] | None = read_json(self.state.references_path())
         return value
 
@@ -829,6 +826,8 @@ class InLoopRun:
         self.measurer: Measurer | None = None
         #: What this session did; a resumed, finished run does nothing.
         self.work = {"studies": 0, "kl_measurements": 0, "damage_measurements": 0}
+        #: Guards `work` against the threads that wait for heretic's processes.
+        self.work_lock = threading.Lock()
 
     def get_measurer(self) -> Measurer:
         """The in-process model, loaded on first use only."""
@@ -838,8 +837,6 @@ class InLoopRun:
 
     def check_configuration(self) -> dict[str, Any]:
         """Records the run's configuration, or checks that a resumed run shares it."""
-        from in_loop_state import read_json
-
         configuration = run_configuration(self.options)
         path = self.state.run_path()
         run: dict[str, Any] | None = read_json(path)
@@ -881,8 +878,6 @@ class InLoopRun:
 
     def finish_session(self, seconds: float) -> None:
         """Records the end of this session in the run's record."""
-        from in_loop_state import read_json
-
         path = self.state.run_path()
         run: dict[str, Any] = read_json(path)
         run["sessions"][-1].update(
@@ -900,7 +895,8 @@ class InLoopRun:
         if study is None:
             study = run_heretic(self.options, self.model_path, arm, seed)
             write_json_atomically(self.state.study_path(arm.name, seed), study)
-            self.work["studies"] += 1
+            with self.work_lock:
+                self.work["studies"] += 1
         return study
 
     def reusable(
@@ -1007,11 +1003,21 @@ class InLoopRun:
             write_json_atomically(self.state.damage_path(arm.name, seed), record)
 
     def run(self) -> None:
-        """Runs every missing study and measurement, seed by seed so that partial results pair up."""
-        for seed in range(self.options.seeds):
-            for name in self.options.arms:
-                arm = ARMS[name]
-                study = self.study(arm, seed)
+        """
+        Runs every missing study and measurement, seed by seed so that partial
+        results pair up. Up to `--workers` heretic studies run at once, each in
+        its own process; this process measures each finished study in order
+        while the later ones run.
+        """
+        pairs = [
+            (seed, ARMS[name])
+            for seed in range(self.options.seeds)
+            for name in self.options.arms
+        ]
+        with ThreadPoolExecutor(max_workers=self.options.workers) as pool:
+            studies = [pool.submit(self.study, arm, seed) for seed, arm in pairs]
+            for (seed, arm), pending in zip(pairs, studies):
+                study = pending.result()
                 self.measure_kl(arm, seed, study)
                 self.measure_damage(arm, seed, study)
 
@@ -1021,7 +1027,7 @@ def main(arguments: list[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if arguments is None else arguments)
     options = parse_arguments(arguments)
     quoted = [shlex.quote(argument) for argument in arguments]
-    command = " ".join(["python studies/in_loop.py", *quoted])
+    command = " ".join(["python -m studies.in_loop", *quoted])
     if options.report_only:
         paths = write_report(options.output_dir, options.bootstrap)
         for path in paths:

@@ -25,8 +25,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from correlation_statistics import bootstrap_intervals, spearman
-from in_loop_state import StudyState
+
+from studies.correlation_statistics import bootstrap_intervals, spearman
+from studies.in_loop_state import StudyState
 
 #: The damage measures, in the order of every table and plot.
 DAMAGE_MEASURES = ("accuracy_drop", "nll_increase")

@@ -10,7 +10,7 @@ trial), `analysis.json`, `summary.md` (every table; marked PARTIAL while
 studies or measurements are missing) and the plots of the picked models.
 It measures nothing, so it runs at any time, also while a run is under way:
 
-    python studies/in_loop.py --report-only [--output-dir docs/in-loop]
+    python -m studies.in_loop --report-only [--output-dir docs/in-loop]
 """
 
 import csv
@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from in_loop_analysis import (
+from studies.in_loop_analysis import (
     BASELINE_ARM,
     DAMAGE_LABELS,
     DAMAGE_MEASURES,
@@ -28,7 +28,7 @@ from in_loop_analysis import (
     study_progress,
     trial_rows,
 )
-from in_loop_state import StudyState, read_json
+from studies.in_loop_state import StudyState, read_json
 
 #: The columns of `trials.csv`, in order.
 CSV_COLUMNS = (

@@ -2,7 +2,7 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-The in-loop study (`studies/in_loop.py`) in its smoke size, so that it cannot rot.
+The in-loop study (`python -m studies.in_loop`) in its smoke size, so that it cannot rot.
 
 One smoke run on SmolLM2-135M-Instruct (1 seed, 2 trials per arm, a handful
 of prompts: two real heretic-llm 1.4.0 studies through `heretic-kl`, the
@@ -13,22 +13,17 @@ The analysis helpers are also checked on their own, without a model.
 
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-STUDIES_DIRECTORY = Path(__file__).resolve().parent.parent / "studies"
-if str(STUDIES_DIRECTORY) not in sys.path:
-    sys.path.insert(0, str(STUDIES_DIRECTORY))
-
-from in_loop_analysis import (  # noqa: E402
+from studies.in_loop_analysis import (
     heretic_pareto_front,
     matched_pairs,
     pick_at_most,
 )
-from in_loop_report import CSV_COLUMNS  # noqa: E402
+from studies.in_loop_report import CSV_COLUMNS
 
 #: The files every run writes next to its state.
 OUTPUT_FILES = (
@@ -49,7 +44,7 @@ def smoke_run(
     smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """Runs the smoke study once, then again on the same state; returns what both did."""
-    import in_loop
+    from studies import in_loop
 
     folder = tmp_path_factory.mktemp("in-loop")
     arguments = [
@@ -61,7 +56,8 @@ def smoke_run(
         "--work-dir",
         str(folder / "work"),
     ]
-    assert in_loop.main(arguments) == 0
+    # Both arms' heretic studies run at once, as the full run's do.
+    assert in_loop.main([*arguments, "--workers", "2"]) == 0
     state = folder / "output" / "state"
     first_state = {
         path.name: path.read_bytes()
@@ -209,7 +205,7 @@ def test_report_alone_marks_a_partial_run(
 ) -> None:
     import shutil
 
-    import in_loop
+    from studies import in_loop
 
     # A copy of the state with one study missing, as if the run had been stopped.
     output = tmp_path / "output"
@@ -261,10 +257,11 @@ def test_picks_at_matched_refusal_counts() -> None:
 
 
 def test_checkpoint_reading_refuses_an_unfinished_study(tmp_path: Path) -> None:
-    import in_loop
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    from studies import in_loop
 
     # A study stored the way heretic 1.4.0 stores it: an Optuna journal named
     # after the model, study "heretic", the measurements in each trial's
