@@ -31,13 +31,16 @@ from heretic_teacher_forced_kl.metric.reference import (
     build_reference_batch,
 )
 
+#: The question set of the studies (not shipped with the package).
+QUESTIONS_PATH = Path(__file__).resolve().parent / "data" / "factual_arithmetic.jsonl"
+
 #: How often the original's answers are re-checked in the measurement's batches.
 CONFIRMATION_ROUNDS = 5
 
 
 @dataclass(frozen=True)
 class Question:
-    """One question of `data/questions/factual_arithmetic.jsonl`."""
+    """One question of `studies/data/factual_arithmetic.jsonl`."""
 
     identifier: str
     kind: str

@@ -49,6 +49,7 @@ from studies.abliteration_sampling import (
     sample_abliterations,
 )
 from studies.damage_measures import (
+    QUESTIONS_PATH,
     HeldoutLikelihood,
     QuestionAccuracy,
     load_questions,
@@ -63,7 +64,6 @@ from studies.kl_measures import (
 )
 from studies.study_setup import (
     SMOLLM2,
-    bundled_data_path,
     load_bundled_prompts,
     load_heretic_model,
     refusal_directions,
@@ -250,9 +250,7 @@ def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
     kl = KLMeasures(model, kl_prompts, verify=options.verify, log=log)
 
     log("Keeping the questions that the original answers correctly")
-    all_questions = load_questions(
-        bundled_data_path("questions", "factual_arithmetic.jsonl")
-    )
+    all_questions = load_questions(QUESTIONS_PATH)
     questions = QuestionAccuracy(
         model,
         all_questions,

@@ -70,8 +70,8 @@ from optuna.trial import TrialState
 
 from development.heretic_host import neutral_command_line
 from heretic_teacher_forced_kl.metric.engine import TeacherForcedKLEngine
-from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings
 from studies.damage_measures import (
+    QUESTIONS_PATH,
     HeldoutLikelihood,
     QuestionAccuracy,
     load_questions,
@@ -675,10 +675,8 @@ class Measurer:
         # good evaluation prompts. Its first position is heretic's first-token KL
         # (the same forward pass of the same prompts; the evidence study checks
         # that both agree), so one pass gives both measures.
-        self.teacher_forced = TeacherForcedKLEngine.from_settings(
-            TeacherForcedKLSettings(kl_tokens=3),
-            options.batch_size,
-            log=lambda message: None,
+        self.teacher_forced = TeacherForcedKLEngine(
+            kl_tokens=3, batch_size=options.batch_size, log=lambda message: None
         )
         self.teacher_forced.build_reference(self.model, self.kl_prompts)
         self.questions: QuestionAccuracy | None = None
@@ -716,9 +714,7 @@ class Measurer:
         self.model.reset_model()
         with system_prompt(self.model, DAMAGE_SYSTEM_PROMPT):
             log("Keeping the questions that the original answers correctly")
-            all_questions = load_questions(
-                bundled_data_path("questions", "factual_arithmetic.jsonl")
-            )
+            all_questions = load_questions(QUESTIONS_PATH)
             self.questions = QuestionAccuracy(
                 self.model,
                 all_questions,
