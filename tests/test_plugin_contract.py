@@ -83,7 +83,7 @@ def test_bad_kl_tokens_is_a_one_line_error_naming_the_setting(
 ) -> None:
     error = observations[f"bad_kl_tokens_{case}"]
     assert error.startswith(
-        "ValueError: Invalid [scorer.TeacherForcedKL] setting: kl_tokens"
+        "ValueError: config.toml [scorer.TeacherForcedKL] kl_tokens"
     )
     assert "\n" not in error
 
