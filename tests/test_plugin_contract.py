@@ -94,8 +94,8 @@ def test_scores_are_heretic_scores(observations: dict[str, Any]) -> None:
     assert observations["baseline_value"] == 0
     assert abs(observations["original_value"]) < 1e-6
     assert observations["damaged_value"] > 0
-    assert "per token" in observations["damaged_rich"]
-    assert "per token" in observations["damaged_markdown"]
+    assert "(first token " in observations["damaged_rich"]
+    assert "(first token " in observations["damaged_markdown"]
     assert observations["damaged_rich"].startswith(
         f"{observations['damaged_value']:.4f}"
     )
