@@ -82,7 +82,7 @@ def test_bad_kl_tokens_is_a_one_line_error_naming_the_setting(
 ) -> None:
     error = observations[f"bad_kl_tokens_{case}"]
     assert error.startswith(
-        "ValueError: Invalid [scorer.TeacherForcedKL] setting: kl_tokens"
+        "ValueError: config.toml [scorer.TeacherForcedKL] kl_tokens"
     )
     assert "\n" not in error
 
@@ -93,8 +93,8 @@ def test_scores_are_heretic_scores(observations: dict[str, Any]) -> None:
     assert observations["baseline_value"] == 0
     assert abs(observations["original_value"]) < 1e-6
     assert observations["damaged_value"] > 0
-    assert "per token" in observations["damaged_rich"]
-    assert "per token" in observations["damaged_markdown"]
+    assert "(first token " in observations["damaged_rich"]
+    assert "(first token " in observations["damaged_markdown"]
     assert observations["damaged_rich"].startswith(
         f"{observations['damaged_value']:.4f}"
     )

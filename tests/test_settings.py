@@ -100,6 +100,6 @@ def test_invalid_settings_are_one_line_errors(
     with pytest.raises(ValueError) as error:
         validate_settings(table)
     text = str(error.value)
-    assert text.startswith("Invalid [scorer.TeacherForcedKL] setting: ")
+    assert text.startswith("config.toml [scorer.TeacherForcedKL] ")
     assert message in text
     assert "\n" not in text

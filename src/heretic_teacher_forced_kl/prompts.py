@@ -47,9 +47,41 @@ def prompts_table(value: str, flag: str) -> dict[str, Any]:
     return {"dataset": value, "split": defaults.split, "column": defaults.column}
 
 
+def prompt_file_problem(path: Path) -> str | None:
+    """
+    What keeps heretic from reading prompts from the file at `path` (it reads any
+    file as UTF-8 text with one prompt per line, blank lines skipped), or None.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return f"cannot be read ({one_line(error)})"
+    if not data:
+        return "is empty"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
+    if not text.strip():
+        return "holds only blank lines"
+    return None
+
+
 def check_prompt_file(dataset: str, setting: str) -> None:
-    """Stops with a one-line `ValueError` when `dataset` names a prompt file that is missing."""
-    if dataset.endswith(PROMPT_FILE_SUFFIXES) and not Path(dataset).is_file():
+    """
+    Stops with a one-line `ValueError` when `dataset` names a prompt file that is
+    missing, or a local file that is empty, blank, unreadable or not UTF-8 text.
+    Dataset IDs and folders are left to the loader.
+    """
+    path = Path(dataset)
+    if path.is_file():
+        problem = prompt_file_problem(path)
+        if problem is not None:
+            raise ValueError(
+                f"{setting}: {dataset!r} {problem}; give a UTF-8 text file with one "
+                "prompt per line."
+            )
+    elif dataset.endswith(PROMPT_FILE_SUFFIXES):
         raise ValueError(
             f"{setting}: no file at {dataset!r}; set it to an existing .txt file "
             "(one prompt per line) or a dataset ID or folder."

@@ -86,6 +86,23 @@ class TeacherForcedKLSettings(BaseModel):
     )
 
 
+#: heretic's settings file, which holds the scorer's table.
+CONFIG_FILE = "config.toml"
+
+
+def describe_settings_error(error: ValidationError, table: str = SETTINGS_TABLE) -> str:
+    """
+    The one line that reports an invalid `[table]` of `config.toml`: the same
+    for the launcher, for heretic's validation of the table and for the keys that
+    the scorer finds at `init`.
+    """
+    return describe_validation_error(
+        error,
+        prefix=f"{CONFIG_FILE} [{table}] ",
+        suffix=" (see config.default.toml of heretic-teacher-forced-kl).",
+    )
+
+
 def validate_settings(
     raw: dict[str, Any] | None, table: str = SETTINGS_TABLE
 ) -> TeacherForcedKLSettings:
@@ -95,13 +112,4 @@ def validate_settings(
     try:
         return TeacherForcedKLSettings.model_validate(raw or {})
     except ValidationError as error:
-        raise ValueError(
-            describe_validation_error(
-                error,
-                prefix=f"Invalid [{table}] setting: ",
-                suffix=(
-                    ". See config.default.toml of heretic-teacher-forced-kl "
-                    "for valid values."
-                ),
-            )
-        ) from None
+        raise ValueError(describe_settings_error(error, table)) from None

@@ -28,17 +28,28 @@ def format_position_means(position_means: list[float]) -> str:
     return " · ".join(values)
 
 
+def format_per_position(position_means: list[float]) -> str:
+    """
+    Formats per-position means as "first token a, then b · c": the first is
+    heretic's own first-token KL divergence, on the same prompts.
+    """
+    first = f"first token {format_value(position_means[0])}"
+    if len(position_means) == 1:
+        return first
+    rest = format_position_means(position_means[1:])
+    return f"{first}, then {rest}"
+
+
 def rich_display(measurement: KLMeasurement) -> str:
     """The Rich markup heretic prints for a trial."""
     return (
-        f"{measurement.mean:.4f} [dim](per token: "
-        f"{format_position_means(measurement.position_means)})[/]"
+        f"{measurement.mean:.4f} "
+        f"[dim]({format_per_position(measurement.position_means)})[/]"
     )
 
 
 def markdown_display(measurement: KLMeasurement) -> str:
     """The Markdown heretic writes into the model card."""
     return (
-        f"{measurement.mean:.4f} *(per token: "
-        f"{format_position_means(measurement.position_means)})*"
+        f"{measurement.mean:.4f} *({format_per_position(measurement.position_means)})*"
     )

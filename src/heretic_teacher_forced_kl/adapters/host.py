@@ -15,7 +15,7 @@ lacks it.
 from collections.abc import Callable
 from typing import Any
 
-from ..console import print, print_item
+from ..console import print, print_item, unwrap_when_not_terminal
 from ..metric.engine import TeacherForcedKLEngine
 from ..metric.reference import PromptModel
 from ..names import SETTINGS_TABLE
@@ -36,6 +36,13 @@ def heretic_model(ctx: Any) -> PromptModel:
             "master with the plugin API, or run heretic through the heretic-kl launcher."
         )
     return model
+
+
+def unwrap_heretic_console() -> None:
+    """Keeps heretic's own console from wrapping log lines off a terminal, like this package's."""
+    import heretic.utils
+
+    unwrap_when_not_terminal(getattr(heretic.utils.print, "__self__", None))
 
 
 def host_batch_size(heretic_settings: Any) -> int:

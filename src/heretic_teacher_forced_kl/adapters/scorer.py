@@ -30,6 +30,7 @@ from heretic_teacher_forced_kl.adapters.host import (
     start_engine,
 )
 from heretic_teacher_forced_kl.adapters.plugin_api import Score, Scorer
+from heretic_teacher_forced_kl.adapters.settings_tables import check_settings_tables
 from heretic_teacher_forced_kl.metric.engine import TeacherForcedKLEngine
 from heretic_teacher_forced_kl.settings import (
     TeacherForcedKLSettings,
@@ -68,6 +69,9 @@ class TeacherForcedKL(Scorer):
         return validate_settings(raw_namespace)
 
     def init(self, ctx: Any) -> None:
+        # heretic dropped the keys of the table that the settings model does not
+        # know before validating it; a misspelled key stops the study here.
+        check_settings_tables(self.heretic_settings, type(self).__name__)
         if self.settings is None:
             self.settings = TeacherForcedKLSettings()
         model = heretic_model(ctx)

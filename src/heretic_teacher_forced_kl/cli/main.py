@@ -14,7 +14,7 @@ import sys
 
 from rich.markup import escape
 
-from ..console import console
+from ..console import console, quiet_harmless_warnings
 from ..errors import UsageError
 
 #: The exit status for bad input, as argparse uses it.
@@ -30,6 +30,7 @@ def fail(message: str) -> int:
 def main(arguments: list[str] | None = None) -> int:
     """Runs the launcher (or `compare`) and returns the exit status."""
     arguments = list(sys.argv[1:] if arguments is None else arguments)
+    quiet_harmless_warnings()
     try:
         if arguments and arguments[0] == "compare":
             from .compare.command import compare

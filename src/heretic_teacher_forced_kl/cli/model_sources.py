@@ -48,23 +48,31 @@ def missing_folder_error(argument: str, name: str) -> UsageError:
     )
 
 
-def resolve_source(argument: str, name: str) -> ModelSource:
+def resolve_source(argument: str, name: str, allow_adapter: bool = True) -> ModelSource:
     """
     Checks a model argument (`name` is MODEL, ORIGINAL or CANDIDATE) before
-    anything is loaded: a local folder must exist and hold a model or an adapter.
+    anything is loaded: a local folder must exist and hold a model, or, where
+    `allow_adapter` is set, a LoRA adapter.
     """
     path = Path(argument).expanduser()
     if path.exists():
+        accepted = f"a model folder (with {MODEL_CONFIG_FILE})"
+        if allow_adapter:
+            accepted += f" or a LoRA adapter folder (with {ADAPTER_CONFIG_FILE})"
         if not path.is_dir():
-            raise UsageError(
-                f"{name}: {argument!r} is a file; give a model folder (with {MODEL_CONFIG_FILE}) "
-                f"or a LoRA adapter folder (with {ADAPTER_CONFIG_FILE})."
-            )
+            raise UsageError(f"{name}: {argument!r} is a file; give {accepted}.")
         is_adapter = (path / ADAPTER_CONFIG_FILE).is_file()
-        if not is_adapter and not (path / MODEL_CONFIG_FILE).is_file():
+        has_config = (path / MODEL_CONFIG_FILE).is_file()
+        if allow_adapter and not is_adapter and not has_config:
             raise UsageError(
                 f"{name}: {argument!r} holds neither {MODEL_CONFIG_FILE} nor "
                 f"{ADAPTER_CONFIG_FILE}; give a saved model folder or a LoRA adapter folder."
+            )
+        if not allow_adapter and not has_config:
+            kind = " (it is a LoRA adapter folder)" if is_adapter else ""
+            raise UsageError(
+                f"{name}: {argument!r} holds no {MODEL_CONFIG_FILE}{kind}; give a saved "
+                "model folder or a Hugging Face model ID (owner/name)."
             )
         return ModelSource(
             argument, name, str(path), is_local=True, is_adapter=is_adapter

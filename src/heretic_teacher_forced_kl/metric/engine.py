@@ -38,7 +38,14 @@ from .memory import (
     plan_reference_storage,
     run_splitting_on_out_of_memory,
 )
-from .reference import PromptModel, ReferenceBatch, build_reference_batch, input_device
+from .reference import (
+    PromptModel,
+    ReferenceBatch,
+    build_reference_batch,
+    context_window,
+    input_device,
+    sequence_lengths,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +123,7 @@ class TeacherForcedKLEngine:
                 )
 
             hf_model = model.model
+            self._warn_beyond_context_window(hf_model, len(prompts))
             device = input_device(hf_model)
             self.reference_log_probabilities = self._run_batches(
                 lambda index: self._reference_batch(
@@ -126,6 +134,28 @@ class TeacherForcedKLEngine:
         # Splitting a batch keeps the order of the prompts, so these stay valid.
         self.counted = torch.cat([batch.counted.cpu() for batch in self.batches])
         self.targets = torch.cat([batch.targets.cpu() for batch in self.batches])
+
+    def _warn_beyond_context_window(self, hf_model: Any, prompt_count: int) -> None:
+        """
+        Warns once when some prompts, with the reference tokens the pass reads, are
+        longer than the model's context window. They are scored all the same:
+        their last positions lie where the model was not trained, which heretic's
+        own generation of longer responses from the same prompts meets too.
+        """
+        window = context_window(hf_model)
+        if window is None:
+            return
+        lengths = torch.cat([sequence_lengths(batch).cpu() for batch in self.batches])
+        beyond = int((lengths > window).sum())
+        if beyond:
+            self.log(
+                f"Warning: {beyond} of {prompt_count} prompts are longer than the "
+                f"model's context window of {window} tokens (max_position_embeddings) "
+                f"together with the {self.kl_tokens - 1} reference tokens that the "
+                f"teacher-forced pass reads (longest: {int(lengths.max())} tokens); "
+                "their KL is measured at positions the model was not trained for. "
+                "Shorten these prompts or lower kl_tokens for a reliable measure"
+            )
 
     def _reference_batch(
         self, hf_model: Any, index: int, device: torch.device, prompt_count: int

@@ -131,6 +131,32 @@ def input_device(hf_model: Any) -> torch.device:
     return embeddings.weight.device
 
 
+def context_window(hf_model: Any) -> int | None:
+    """
+    The number of positions the model was trained for (`max_position_embeddings`
+    of its configuration, or of its text model's for a multimodal model), or None
+    where the configuration does not say.
+    """
+    config = getattr(hf_model, "config", None)
+    configs = [config]
+    get_text_config = getattr(config, "get_text_config", None)
+    if callable(get_text_config):
+        configs.append(get_text_config())
+    for candidate in configs:
+        value = getattr(candidate, "max_position_embeddings", None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def sequence_lengths(batch: ReferenceBatch) -> Tensor:
+    """
+    The number of tokens that the teacher-forced pass reads for each prompt of
+    `batch`: the prompt and the first kl_tokens - 1 reference tokens.
+    """
+    return batch.attention_mask.sum(dim=1)
+
+
 def build_reference_batch(
     model: PromptModel, prompts: list[Any], kl_tokens: int
 ) -> ReferenceBatch:

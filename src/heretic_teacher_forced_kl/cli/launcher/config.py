@@ -12,19 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from ...errors import UsageError, describe_validation_error
+from ...errors import UsageError
 from ...names import SETTINGS_TABLE, TEACHER_FORCED_KL_CLASS_NAME
-from ...settings import TeacherForcedKLSettings
+from ...settings import CONFIG_FILE, TeacherForcedKLSettings, validate_settings
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
-
-#: heretic's own settings file, read from the working directory.
-CONFIG_FILE = "config.toml"
 
 
 def read_config_file(path: Path = Path(CONFIG_FILE)) -> dict[str, Any]:
@@ -56,13 +51,7 @@ def effective_settings(
     """
     merged = {**config_scorer_table(config), **setting_flags}
     try:
-        settings = TeacherForcedKLSettings.model_validate(merged)
-    except ValidationError as error:
-        raise UsageError(
-            describe_validation_error(
-                error,
-                prefix=f"{CONFIG_FILE} [{SETTINGS_TABLE}] ",
-                suffix=" (see config.default.toml of heretic-teacher-forced-kl).",
-            )
-        ) from None
+        settings = validate_settings(merged)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return settings, "prompts" in merged

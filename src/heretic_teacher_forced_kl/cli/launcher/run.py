@@ -16,15 +16,15 @@ options, `config.toml`, the model argument and the scorer settings. Then:
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError
 from ...names import BUILT_IN_KL_PLUGIN, TEACHER_FORCED_KL_PLUGIN
-from ..model_sources import looks_like_local_path, missing_folder_error
+from ..model_sources import resolve_source
 from .config import effective_settings, read_config_file
-from .heretic_arguments import model_argument, without_option
+from .heretic_arguments import model_argument, option_value, without_option
 from .options import LaunchOptions, build_parser, parse_arguments
+from .prompt_files import check_kl_prompt_file
 from .scorers import current_scorers, replace_kl_scorer
 
 
@@ -41,10 +41,13 @@ def print_help() -> None:
     import heretic.main  # noqa: F401
 
 
-def check_model(model: str | None) -> None:
-    """Stops with a one-line error when the model is a local path that does not exist."""
-    if model and looks_like_local_path(model) and not Path(model).expanduser().exists():
-        raise missing_folder_error(model, "MODEL")
+def check_model(model: str | None, name: str = "MODEL") -> None:
+    """
+    Stops with a one-line error when the model is a local path that does not
+    exist or is not a model folder (heretic needs its config.json).
+    """
+    if model:
+        resolve_source(model, name, allow_adapter=False)
 
 
 def launch(arguments: list[str]) -> None:
@@ -55,8 +58,14 @@ def launch(arguments: list[str]) -> None:
     options = parse_arguments(arguments)
     config = read_config_file()
     check_model(model_argument(options.heretic_arguments, config))
+    check_model(
+        option_value(options.heretic_arguments, "--evaluate-model"), "--evaluate-model"
+    )
     # Imported only now, so that bad input is answered before heretic loads.
+    from ...adapters.host import unwrap_heretic_console
     from ...adapters.plugin_api import HAS_PLUGIN_API
+
+    unwrap_heretic_console()
 
     if HAS_PLUGIN_API:
         launch_plugin_host(options, config)
@@ -78,6 +87,13 @@ def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> None:
         settings, prompts_set_explicitly = effective_settings(
             config, options.setting_flags
         )
+        check_kl_prompt_file(
+            settings,
+            prompts_set_explicitly,
+            options.setting_flags,
+            options.heretic_arguments,
+            legacy_host=True,
+        )
         run_legacy_host(
             options.heretic_arguments,
             settings,
@@ -96,7 +112,16 @@ def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> None:
 
     if options.scorer.is_teacher_forced_kl:
         # Validate now, before any model is loaded, with the table heretic will see.
-        effective_settings(config, options.setting_flags)
+        settings, prompts_set_explicitly = effective_settings(
+            config, options.setting_flags
+        )
+        check_kl_prompt_file(
+            settings,
+            prompts_set_explicitly,
+            options.setting_flags,
+            options.heretic_arguments,
+            legacy_host=False,
+        )
     default = [
         dict(entry) if isinstance(entry, dict) else entry.model_dump()
         for entry in heretic_main.Settings.model_fields["scorers"].get_default(

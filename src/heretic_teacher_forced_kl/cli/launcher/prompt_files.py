@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: AGPL-3.0-or-later
+# Copyright (C) 2026  heretic-teacher-forced-kl contributors
+
+"""
+The KL prompt file, checked before any model loads.
+
+A missing, empty, blank or undecodable local prompt file would otherwise stop
+the study only after the model has loaded (minutes on a real model). The
+launcher checks the file that teacher-forced KL will read: the one of
+`--kl-prompts` or of `[scorer.TeacherForcedKL] prompts`, or on heretic-llm
+1.4.0, unless those are set, 1.4.0's `good_evaluation_prompts`.
+"""
+
+from typing import Any
+
+from ...errors import UsageError
+from ...names import SETTINGS_TABLE
+from ...prompts import check_prompt_file
+from ...settings import CONFIG_FILE, TeacherForcedKLSettings
+from .options import SETTING_FLAGS
+
+#: How the launcher names 1.4.0's default KL prompts in an error.
+LEGACY_DEFAULT_PROMPTS = (
+    "good_evaluation_prompts (heretic-llm 1.4.0's KL prompts unless "
+    f"[{SETTINGS_TABLE}] prompts is set)"
+)
+
+
+def check_kl_prompt_file(
+    settings: TeacherForcedKLSettings,
+    prompts_set_explicitly: bool,
+    setting_flags: dict[str, Any],
+    heretic_arguments: list[str],
+    legacy_host: bool,
+) -> None:
+    """Stops with a one-line `UsageError` when the KL prompts are a bad local file."""
+    if prompts_set_explicitly:
+        dataset = settings.prompts.dataset
+        setting = (
+            SETTING_FLAGS["prompts"]
+            if "prompts" in setting_flags
+            else f"{CONFIG_FILE} [{SETTINGS_TABLE}] prompts"
+        )
+    elif legacy_host:
+        from ...adapters.legacy.settings_preview import good_evaluation_prompts
+
+        specification = good_evaluation_prompts(heretic_arguments)
+        if specification is None:
+            return
+        dataset, setting = specification.dataset, LEGACY_DEFAULT_PROMPTS
+    else:
+        # heretic master's scorer defaults to a dataset ID, which only loading can check.
+        return
+    try:
+        check_prompt_file(dataset, setting)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
