@@ -12,8 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from heretic_host import heretic_model, prompts
 
+from development.heretic_host import heretic_model, prompts
 from heretic_teacher_forced_kl.metric.engine import TeacherForcedKLEngine
 from heretic_teacher_forced_kl.metric.reference import context_window
 

@@ -13,7 +13,6 @@ import os
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -27,8 +26,8 @@ from heretic_teacher_forced_kl.adapters.legacy.evaluator import (
 from heretic_teacher_forced_kl.console import quiet_harmless_warnings
 from heretic_teacher_forced_kl.metric.divergence import position_weights
 from heretic_teacher_forced_kl.metric.measurement import KLMeasurement
+from tests.support.repository import REPOSITORY_ROOT
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 EVIDENCE = REPOSITORY_ROOT / "docs" / "evidence" / "results.json"
 
 

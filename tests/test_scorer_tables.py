@@ -31,15 +31,12 @@ from heretic_teacher_forced_kl.errors import UsageError
 from heretic_teacher_forced_kl.names import TEACHER_FORCED_KL_PLUGIN
 from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings
 
-TESTS_DIRECTORY = Path(__file__).resolve().parent
 SCORER_ENTRY = f'{{ plugin = "{TEACHER_FORCED_KL_PLUGIN}", optimization = "minimize" }}'
 
 
 def host_settings(directory: Path, config: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """heretic master's settings (the host double's) for `config` as `config.toml`."""
-    if str(TESTS_DIRECTORY) not in sys.path:
-        sys.path.insert(0, str(TESTS_DIRECTORY))
-    from doubles.plugin_host_main import Settings
+    from tests.support.doubles.plugin_host_main import Settings
 
     (directory / "config.toml").write_text(config)
     monkeypatch.chdir(directory)
