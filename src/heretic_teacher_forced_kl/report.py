@@ -23,7 +23,7 @@ probabilities are NaN there, and `non_finite_positions` counts them.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -123,12 +123,12 @@ class ComparisonReport:
     confidence_buckets: list[ConfidenceBucket]
     prompt_mean_kl: list[float]
     prompt_counted_tokens: list[int]
-    non_finite_positions: int = 0
-    infinite_kl_positions: int = 0
-    prompt_kl_by_position: list[list[float]] = field(default_factory=list)
-    prompt_first_top1_difference: list[int | None] = field(default_factory=list)
-    prompt_non_finite_positions: list[int] = field(default_factory=list)
-    most_divergent_prompts: list[int] = field(default_factory=list)
+    non_finite_positions: int
+    infinite_kl_positions: int
+    prompt_kl_by_position: list[list[float]]
+    prompt_first_top1_difference: list[int | None]
+    prompt_non_finite_positions: list[int]
+    most_divergent_prompts: list[int]
 
 
 def percentile(sorted_values: Tensor, fraction: float) -> float:
