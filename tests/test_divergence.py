@@ -108,6 +108,8 @@ def test_position_means_skip_masked_prompts() -> None:
 
 
 def test_position_means_display_is_compact() -> None:
-    assert format_position_means([0.1, 0.02, float("nan")]) == "0.1 · 0.02 · -"
-    long = format_position_means([float(index) for index in range(16)])
+    assert (
+        format_position_means([0.1, 0.02, float("nan")], [2, 1, 0]) == "0.1 · 0.02 · -"
+    )
+    long = format_position_means([float(index) for index in range(16)], [1] * 16)
     assert long == "0 · 1 · 2 · 3 · 4 · 5 · … · 15"

@@ -22,6 +22,20 @@ class UsageError(ValueError):
     """Bad input to a command, reported as one line before any model is loaded."""
 
 
+class RunError(Exception):
+    """
+    A command that failed after its work began (not bad input), reported as one
+    line with exit status 1.
+    """
+
+
+class UnusableModelError(RunError, ValueError):
+    """
+    A loaded model that cannot be measured as it is (its logits hold NaN, say),
+    reported as one line that names what is wrong and where.
+    """
+
+
 def one_line(error: BaseException) -> str:
     """An exception's message on a single line, shortened to a readable length."""
     text = " ".join(str(error).split()) or type(error).__name__

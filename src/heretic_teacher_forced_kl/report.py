@@ -9,12 +9,17 @@ teacher-forced on the original model's own greedy answers: the mean KL
 divergence with its standard error, its distribution over positions, its
 course along the continuation, the top-1 agreement, the change in the
 likelihood of the reference continuation, and the KL divergence split by how
-confident the original model was in its own token. Everything here is pure
-computation on tensors; `cli/compare/render.py` shows it on the console.
+confident the original model was in its own token, and the prompts that
+diverge most. Everything here is pure computation on tensors;
+`cli/compare/render.py` shows it on the console.
 
 Standard errors are taken over prompts: each prompt's mean over its counted
 positions is one sample, since the positions within one continuation are
 strongly correlated, while prompts are independent.
+
+A candidate whose logits are NaN or infinite has a KL divergence of +inf at
+those positions (`metric/divergence.py`); the statistics that need its
+probabilities are NaN there, and `non_finite_positions` counts them.
 """
 
 import math
@@ -28,6 +33,9 @@ from .metric.measurement import KLMeasurement, masked_means
 #: The edges of the buckets of the original model's probability of its own token:
 #: [0, 0.5), [0.5, 0.8), [0.8, 0.95) and [0.95, 1] (the last bucket includes 1).
 CONFIDENCE_BUCKET_EDGES: tuple[float, ...] = (0.0, 0.5, 0.8, 0.95, 1.0)
+
+#: How many of the prompts that diverge most the report lists.
+MOST_DIVERGENT_PROMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,19 @@ class ComparisonReport:
     Log-likelihood changes are in nats: `negative_log_likelihood_change` is
     the mean of -log p_candidate(reference token) + log p_original(reference
     token), the natural logarithm of `perplexity_ratio`.
+
+    `non_finite_positions` counts the counted positions where the candidate's
+    logits were NaN or infinite, `infinite_kl_positions` those whose KL
+    divergence is +inf for any reason (these, and positions where the
+    candidate gives probability 0 to a token the original can produce).
+
+    The `prompt_*` lists hold one entry per prompt, in the order of the
+    prompts: the mean KL, the counted tokens, the KL divergence at each counted
+    position, the (1-based) first counted position where the candidate's most
+    likely token is not the reference token (None where it never differs), and
+    the positions with non-finite logits. `most_divergent_prompts` holds the
+    (0-based) indices of the prompts with the highest mean KL, highest first:
+    at most `MOST_DIVERGENT_PROMPTS`, and only prompts whose mean KL is above 0.
     """
 
     prompt_count: int
@@ -102,6 +123,12 @@ class ComparisonReport:
     confidence_buckets: list[ConfidenceBucket]
     prompt_mean_kl: list[float]
     prompt_counted_tokens: list[int]
+    non_finite_positions: int
+    infinite_kl_positions: int
+    prompt_kl_by_position: list[list[float]]
+    prompt_first_top1_difference: list[int | None]
+    prompt_non_finite_positions: list[int]
+    most_divergent_prompts: list[int]
 
 
 def percentile(sorted_values: Tensor, fraction: float) -> float:
@@ -116,7 +143,23 @@ def percentile(sorted_values: Tensor, fraction: float) -> float:
     lower = math.floor(rank)
     upper = min(lower + 1, count - 1)
     weight = rank - lower
-    return float(sorted_values[lower] * (1 - weight) + sorted_values[upper] * weight)
+    lower_value = float(sorted_values[lower])
+    if weight == 0:
+        # Exactly on a value: no interpolation, so that an infinite neighbour
+        # (weighted by 0) cannot turn the result into NaN.
+        return lower_value
+    upper_value = float(sorted_values[upper])
+    if math.isinf(upper_value):
+        return upper_value
+    return lower_value * (1 - weight) + upper_value * weight
+
+
+def exponential(value: float) -> float:
+    """`math.exp(value)`, +inf where it overflows (a candidate far from the reference)."""
+    try:
+        return math.exp(value)
+    except OverflowError:
+        return math.inf
 
 
 def per_prompt_means(values: Tensor, counted: Tensor) -> Tensor:
@@ -217,9 +260,46 @@ def confidence_buckets(
     return buckets
 
 
+def first_top1_differences(agreement: Tensor, counted: Tensor) -> list[int | None]:
+    """
+    For each prompt, the 1-based first counted position where the candidate's most
+    likely token is not the reference token; None where it never differs.
+    """
+    differs = ~agreement.bool() & counted
+    positions = torch.arange(1, differs.shape[1] + 1).expand_as(differs)
+    first = torch.where(differs, positions, differs.shape[1] + 1).amin(dim=1)
+    return [
+        int(position) if position <= differs.shape[1] else None
+        for position in first.tolist()
+    ]
+
+
+def kl_by_position(kl: Tensor, counted: Tensor) -> list[list[float]]:
+    """Each prompt's KL divergence at its counted positions, in order."""
+    return [[float(value) for value in row[mask]] for row, mask in zip(kl, counted)]
+
+
+def most_divergent(prompt_means: list[float], count: int) -> list[int]:
+    """
+    The indices of the `count` prompts with the highest mean KL divergence (+inf
+    first), highest first, the earlier prompt first among equals; prompts whose
+    mean is 0 or undefined are left out.
+    """
+    ranked = sorted(
+        (
+            index
+            for index, mean in enumerate(prompt_means)
+            if not math.isnan(mean) and mean > 0
+        ),
+        key=lambda index: (-prompt_means[index], index),
+    )
+    return ranked[:count]
+
+
 def build_report(
     measurement: KLMeasurement,
     bucket_edges: tuple[float, ...] = CONFIDENCE_BUCKET_EDGES,
+    most_divergent_count: int = MOST_DIVERGENT_PROMPTS,
 ) -> ComparisonReport:
     """
     Computes the comparison report of a measurement taken with `details=True`
@@ -244,6 +324,12 @@ def build_report(
     probability_mean, probability_error = mean_over_prompts(probability_change, counted)
     nll_change, nll_change_error = mean_over_prompts(log_likelihood_change, counted)
     prompt_means = per_prompt_means(kl, counted)
+    prompt_mean_kl = [float(value) for value in prompt_means]
+    non_finite = (
+        measurement.non_finite.bool() & counted
+        if measurement.non_finite is not None
+        else torch.zeros_like(counted)
+    )
 
     return ComparisonReport(
         prompt_count=int(kl.shape[0]),
@@ -262,15 +348,21 @@ def build_report(
         mean_probability_change_standard_error=probability_error,
         negative_log_likelihood_change=nll_change,
         negative_log_likelihood_change_standard_error=nll_change_error,
-        perplexity_ratio=math.exp(nll_change),
-        original_perplexity=math.exp(-pooled_mean(reference, counted)),
-        candidate_perplexity=math.exp(-pooled_mean(current, counted)),
+        perplexity_ratio=exponential(nll_change),
+        original_perplexity=exponential(-pooled_mean(reference, counted)),
+        candidate_perplexity=exponential(-pooled_mean(current, counted)),
         positions=position_statistics(
             kl, counted, agreement_values, measurement.position_means
         ),
         confidence_buckets=confidence_buckets(
             kl, counted, agreement_values, reference.double().exp(), bucket_edges
         ),
-        prompt_mean_kl=[float(value) for value in prompt_means],
+        prompt_mean_kl=prompt_mean_kl,
         prompt_counted_tokens=[int(value) for value in counted.sum(dim=1)],
+        non_finite_positions=int(non_finite.sum()),
+        infinite_kl_positions=int((torch.isinf(kl) & counted).sum()),
+        prompt_kl_by_position=kl_by_position(kl, counted),
+        prompt_first_top1_difference=first_top1_differences(agreement, counted),
+        prompt_non_finite_positions=[int(value) for value in non_finite.sum(dim=1)],
+        most_divergent_prompts=most_divergent(prompt_mean_kl, most_divergent_count),
     )

@@ -7,7 +7,9 @@ The `heretic-kl` console script.
     heretic-kl [heretic's flags] [--scorer NAME] [--kl-tokens N] [MODEL]
     heretic-kl compare ORIGINAL CANDIDATE [--prompts SPEC] [--kl-tokens N] ...
 
-Both commands report bad input as one line with exit status 2.
+Both commands report bad input as one line with exit status 2, and a failure
+after the work began (a model whose logits hold NaN, a report that cannot be
+written) as one line with exit status 1.
 """
 
 import sys
@@ -15,16 +17,19 @@ import sys
 from rich.markup import escape
 
 from ..console import console, quiet_harmless_warnings
-from ..errors import UsageError
+from ..errors import RunError, UsageError
 
 #: The exit status for bad input, as argparse uses it.
 USAGE_ERROR_STATUS = 2
 
+#: The exit status for a failure after the work began.
+FAILURE_STATUS = 1
 
-def fail(message: str) -> int:
-    """Prints a one-line error and returns the exit status for bad input."""
+
+def fail(message: str, status: int = USAGE_ERROR_STATUS) -> int:
+    """Prints a one-line error and returns `status` (by default, that of bad input)."""
     console.print(f"[red]heretic-kl: error: {escape(message)}[/]", soft_wrap=True)
-    return USAGE_ERROR_STATUS
+    return status
 
 
 def main(arguments: list[str] | None = None) -> int:
@@ -41,6 +46,8 @@ def main(arguments: list[str] | None = None) -> int:
         launch(arguments)
     except UsageError as error:
         return fail(str(error))
+    except RunError as error:
+        return fail(str(error), FAILURE_STATUS)
     return 0
 
 

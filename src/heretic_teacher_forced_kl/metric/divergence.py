@@ -19,6 +19,16 @@ log-probability buffer for the difference, so that the extra memory of the KL
 step stays below three chunks however large the batch is. Every value equals
 what `kl_divergence_per_position` computes: the same element-wise operations in
 the same order, summed over the same contiguous rows.
+
+Non-finite numbers follow the definition of KL(reference || current) as the sum
+over tokens of p log(p / q). A token to which the reference gives probability 0
+(a log-probability of minus infinity) contributes 0, whatever the current model
+gives it; the plain formula would give 0 * inf = NaN there. A token with p > 0
+to which the current model gives probability 0 makes the divergence +inf. A
+current distribution that is undefined (logits that hold NaN or +inf, whose
+log-softmax is NaN) also scores +inf, the worst damage, and is marked in
+`BatchDivergence.non_finite`: a broken model must never look undamaged, and
+NaN compares false with every threshold.
 """
 
 from dataclasses import dataclass
@@ -34,6 +44,9 @@ CHUNK_BYTES = 32 * 2**20
 
 #: Bytes per float32 value.
 FLOAT32_BYTES = 4
+
+#: The KL divergence of a current distribution that is undefined (NaN): the worst damage.
+UNDEFINED_DIVERGENCE = float("inf")
 
 
 def log_probabilities(logits: Tensor) -> Tensor:
@@ -57,14 +70,31 @@ def kl_divergence_per_position(
     log-probabilities; the result has the shape (prompts, positions). This is
     the same quantity that `torch.nn.functional.kl_div` computes with
     `log_target=True`, summed over the vocabulary, so that the first position
-    agrees exactly with heretic's first-token KL divergence.
+    agrees exactly with heretic's first-token KL divergence. Tokens to which
+    the reference gives probability 0 contribute 0, and a position whose
+    current log-probabilities are NaN is +inf (see the module's description).
     """
-    return F.kl_div(
+    terms = F.kl_div(
         current_log_probabilities,
         reference_log_probabilities,
         reduction="none",
         log_target=True,
-    ).sum(dim=-1)
+    )
+    terms = terms.masked_fill(torch.isneginf(reference_log_probabilities), 0.0)
+    return undefined_as_infinite(terms.sum(dim=-1))[0]
+
+
+def undefined_as_infinite(kl: Tensor) -> tuple[Tensor, Tensor]:
+    """
+    Returns `kl` with NaN replaced by +inf, and the mask of the replaced entries.
+
+    Once the reference's zero-probability tokens contribute 0, a NaN sum means
+    that the current log-probabilities are NaN (the reference's are checked when
+    it is built): the current model's logits hold NaN or +inf, and its
+    distribution is undefined.
+    """
+    undefined = torch.isnan(kl)
+    return kl.masked_fill(undefined, UNDEFINED_DIVERGENCE), undefined
 
 
 def position_weights(
@@ -106,10 +136,13 @@ class BatchDivergence:
     `kl` has the shape (prompts, kl_tokens). The optional tensors of the same
     shape are filled when targets are given: the log-probability that the
     current and the original model give the target token, and whether the
-    current model's most likely token is the target.
+    current model's most likely token is the target. `non_finite` marks the
+    positions whose current log-probabilities are NaN (logits that hold NaN or
+    +inf), where `kl` is +inf.
     """
 
     kl: Tensor
+    non_finite: Tensor
     current_target_log_probabilities: Tensor | None = None
     reference_target_log_probabilities: Tensor | None = None
     top1_agreement: Tensor | None = None
@@ -118,6 +151,26 @@ class BatchDivergence:
 def rows_per_chunk(vocabulary: int, chunk_bytes: int = CHUNK_BYTES) -> int:
     """The number of float32 vocabulary rows that fit in one chunk (at least one)."""
     return max(1, chunk_bytes // (vocabulary * FLOAT32_BYTES))
+
+
+def has_zero_probabilities(
+    reference_log_probabilities: Tensor, chunk_bytes: int = CHUNK_BYTES
+) -> bool:
+    """
+    Whether the reference gives any token probability 0 (a log-probability of -inf).
+
+    Only then does `batch_divergence` need the extra pass that sets those
+    tokens' terms to 0; the engine asks once, when it builds the reference.
+    The rows are checked chunk by chunk, so the check needs no memory of the
+    reference's size.
+    """
+    vocabulary = reference_log_probabilities.shape[-1]
+    rows = reference_log_probabilities.reshape(-1, vocabulary)
+    step = rows_per_chunk(vocabulary, chunk_bytes)
+    return any(
+        bool(torch.isneginf(rows[start : start + step]).any())
+        for start in range(0, rows.shape[0], step)
+    )
 
 
 def chunked_log_probabilities(logits: Tensor, chunk_bytes: int = CHUNK_BYTES) -> Tensor:
@@ -141,6 +194,7 @@ def batch_divergence(
     reference_log_probabilities: Tensor,
     targets: Tensor | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    reference_has_zero_probabilities: bool | None = None,
 ) -> BatchDivergence:
     """
     Returns KL(reference || current) at every scored position of one batch.
@@ -150,7 +204,17 @@ def batch_divergence(
     shape and may live on another device (pinned CPU memory): each chunk is
     copied to the logits' device when it is needed. With `targets`
     (prompts, kl_tokens), the target-token details are computed as well.
+
+    `reference_has_zero_probabilities` says whether the reference holds any
+    log-probability of -inf (`has_zero_probabilities`); only then does each
+    chunk take one more pass to make those tokens contribute 0. None asks the
+    reference itself, which costs a pass over it; the engine knows the answer
+    from the reference's construction.
     """
+    if reference_has_zero_probabilities is None:
+        reference_has_zero_probabilities = has_zero_probabilities(
+            reference_log_probabilities, chunk_bytes
+        )
     device = logits.device
     vocabulary = logits.shape[-1]
     logit_rows = logits.reshape(-1, vocabulary)
@@ -180,14 +244,22 @@ def batch_divergence(
         # log_target=True, with the difference written over `current`.
         difference = torch.sub(reference, current, out=current)
         difference.mul_(reference.exp())
+        if reference_has_zero_probabilities:
+            difference.masked_fill_(torch.isneginf(reference), 0.0)
         kl[start:end] = difference.sum(dim=-1)
         del current, reference, difference
 
     shape = logits.shape[:-1]
+    kl, non_finite = undefined_as_infinite(kl)
     if target_rows is None:
-        return BatchDivergence(kl=kl.reshape(shape))
+        return BatchDivergence(
+            kl=kl.reshape(shape), non_finite=non_finite.reshape(shape)
+        )
+    # The most likely token of an undefined distribution is no token at all.
+    agreement &= ~non_finite
     return BatchDivergence(
         kl=kl.reshape(shape),
+        non_finite=non_finite.reshape(shape),
         current_target_log_probabilities=current_target.reshape(shape),
         reference_target_log_probabilities=reference_target.reshape(shape),
         top1_agreement=agreement.reshape(shape),

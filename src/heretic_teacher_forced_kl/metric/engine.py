@@ -15,6 +15,11 @@ token tensors are built once and moved to the model's input device once; an
 out-of-memory error splits the batch for good instead of failing the trial
 (`memory.py`). Messages are plain text, passed to `log` (by default the
 `logging` logger of this module).
+
+An original model whose log-probabilities are not finite at a counted
+position (logits that hold NaN or +inf) cannot be the reference: every
+trial's KL divergence would be NaN. `build_reference` stops with an
+`UnusableModelError` that names the first such prompt, before any trial.
 """
 
 import logging
@@ -24,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import UnusableModelError
 from .divergence import (
     BatchDivergence,
     batch_divergence,
@@ -48,6 +54,36 @@ from .reference import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: The most characters of a prompt that an error message quotes.
+MAXIMUM_QUOTED_PROMPT_LENGTH = 60
+
+
+def describe_prompt(prompt: Any) -> str:
+    """A prompt's user text (or the prompt itself) on one line, quoted and shortened."""
+    text = " ".join(str(getattr(prompt, "user", prompt)).split())
+    if len(text) > MAXIMUM_QUOTED_PROMPT_LENGTH:
+        text = text[: MAXIMUM_QUOTED_PROMPT_LENGTH - 3] + "..."
+    return repr(text)
+
+
+def non_finite_reference_error(
+    not_finite: Tensor, prompts: list[Any]
+) -> UnusableModelError:
+    """
+    The error for the original model's non-finite log-probabilities: `not_finite`
+    (prompts, kl_tokens) marks the counted positions where they are NaN or +inf.
+    """
+    bad_prompts = not_finite.any(dim=1)
+    first = int(bad_prompts.nonzero()[0, 0])
+    position = int(not_finite[first].nonzero()[0, 0])
+    return UnusableModelError(
+        "The original model's logits are NaN or infinite at "
+        f"{int(bad_prompts.sum())} of {len(prompts)} KL prompts, first at prompt "
+        f"{first + 1} ({describe_prompt(prompts[first])}), reference token "
+        f"{position + 1}; it cannot serve as the reference for KL divergence: check "
+        "its weights, or load it in another dtype (float16 overflows easily)."
+    )
 
 
 class TeacherForcedKLEngine:
@@ -92,6 +128,9 @@ class TeacherForcedKLEngine:
         self.reference_log_probabilities: list[Tensor] = []
         self.reference_bytes = 0
         self.storage_device: torch.device | None = None
+        # Whether the original model gives any token probability 0 somewhere;
+        # only then does scoring need the pass that makes those tokens contribute 0.
+        self.reference_has_zero_probabilities = False
         # The `counted` and `targets` matrices of all prompts on the CPU, built once.
         self.counted = torch.empty(0, kl_tokens, dtype=torch.bool)
         self.targets = torch.empty(0, kl_tokens, dtype=torch.long)
@@ -114,6 +153,7 @@ class TeacherForcedKLEngine:
         self.batches = []
         self.reference_log_probabilities = []
         self.storage_device = None
+        self.reference_has_zero_probabilities = False
         with torch.inference_mode():
             for start in range(0, len(prompts), self.batch_size):
                 self.batches.append(
@@ -125,13 +165,18 @@ class TeacherForcedKLEngine:
             hf_model = model.model
             self._warn_beyond_context_window(hf_model, len(prompts))
             device = input_device(hf_model)
-            self.reference_log_probabilities = self._run_batches(
+            results = self._run_batches(
                 lambda index: self._reference_batch(
                     hf_model, index, device, len(prompts)
                 )
             )
 
         # Splitting a batch keeps the order of the prompts, so these stay valid.
+        not_finite = torch.cat([batch_not_finite for _, batch_not_finite in results])
+        if bool(not_finite.any()):
+            self.batches = []
+            raise non_finite_reference_error(not_finite, prompts)
+        self.reference_log_probabilities = [log_probs for log_probs, _ in results]
         self.counted = torch.cat([batch.counted.cpu() for batch in self.batches])
         self.targets = torch.cat([batch.targets.cpu() for batch in self.batches])
 
@@ -159,11 +204,26 @@ class TeacherForcedKLEngine:
 
     def _reference_batch(
         self, hf_model: Any, index: int, device: torch.device, prompt_count: int
-    ) -> Tensor:
-        """Computes batch `index`'s reference log-probabilities and stores them."""
-        log_probs = chunked_log_probabilities(
-            self.scored_logits(hf_model, self._batch_on_device(index, device))
-        )
+    ) -> tuple[Tensor, Tensor]:
+        """
+        Computes batch `index`'s reference log-probabilities and stores them.
+        Returns them with the mask (prompts, kl_tokens), on the CPU, of the
+        counted positions where they are not finite.
+        """
+        batch = self._batch_on_device(index, device)
+        log_probs = chunked_log_probabilities(self.scored_logits(hf_model, batch))
+        # Reductions instead of element-wise tests, so that no temporary of the
+        # batch's size is needed: the maximum of a row is NaN or +inf exactly
+        # when the row holds NaN or +inf, and its minimum is -inf where a token
+        # has probability 0.
+        not_finite = ~torch.isfinite(log_probs.amax(dim=-1))
+        not_finite &= batch.counted.to(not_finite.device)
+        if bool(torch.isneginf(log_probs.amin(dim=-1)).any()):
+            self.reference_has_zero_probabilities = True
+        return self._stored_reference(log_probs, prompt_count), not_finite.cpu()
+
+    def _stored_reference(self, log_probs: Tensor, prompt_count: int) -> Tensor:
+        """Moves a batch's reference log-probabilities to where the reference is kept."""
         if self.storage_device is None:
             plan = plan_reference_storage(
                 log_probs.device,
@@ -251,6 +311,7 @@ class TeacherForcedKLEngine:
         # One transfer per result, after the last batch, so nothing waits in between.
         kl_matrix = torch.cat([part.kl for part in parts]).cpu()
         kl_matrix = kl_matrix.masked_fill(~counted, 0.0)
+        non_finite = torch.cat([part.non_finite for part in parts]).cpu() & counted
 
         def concatenated(tensors: list[Tensor | None]) -> Tensor | None:
             present = [tensor for tensor in tensors if tensor is not None]
@@ -261,6 +322,7 @@ class TeacherForcedKLEngine:
             counted=counted,
             weights=position_weights(self.kl_tokens, self.position_weight_decay),
             targets=self.targets.clone(),
+            non_finite=non_finite,
             current_target_log_probabilities=concatenated(
                 [part.current_target_log_probabilities for part in parts]
             ),
@@ -280,6 +342,7 @@ class TeacherForcedKLEngine:
             logits,
             self.reference_log_probabilities[index],
             targets=batch.targets if details else None,
+            reference_has_zero_probabilities=self.reference_has_zero_probabilities,
         )
 
     def score(self, hf_model: Any) -> float:

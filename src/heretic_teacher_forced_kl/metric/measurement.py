@@ -16,6 +16,11 @@ import torch
 from torch import Tensor
 
 
+def counted_values(values: Tensor, counted: Tensor) -> Tensor:
+    """`values` in float64 where `counted` is true, and 0 elsewhere (even where they are infinite)."""
+    return torch.where(counted, values.double(), 0.0)
+
+
 def masked_weighted_mean(
     values: Tensor,
     counted: Tensor,
@@ -30,13 +35,16 @@ def masked_weighted_mean(
     with the number of positions.
     """
     weight_matrix = weights.to(values.device, torch.float64).expand_as(values)
-    mask = counted.to(values.device, torch.float64) * weight_matrix
+    counted = counted.to(values.device, torch.bool)
+    mask = counted * weight_matrix
     total_weight = mask.sum()
     if total_weight.item() == 0:
         raise ValueError(
             "No position is counted, so the mean KL divergence is undefined."
         )
-    return float((values.double() * mask).sum() / total_weight)
+    # Positions that do not count are left out, not multiplied by 0: an infinite
+    # value there would make the product NaN.
+    return float((counted_values(values, counted) * mask).sum() / total_weight)
 
 
 def masked_means(values: Tensor, counted: Tensor, dimension: int) -> Tensor:
@@ -46,9 +54,9 @@ def masked_means(values: Tensor, counted: Tensor, dimension: int) -> Tensor:
     mean over the prompts that count it), per prompt with dimension 1. A mean
     over no counted entry is NaN. The result is a float64 tensor on the CPU.
     """
-    mask = counted.to(values.device, torch.float64)
-    totals = (values.double() * mask).sum(dim=dimension)
-    counts = mask.sum(dim=dimension)
+    counted = counted.to(values.device, torch.bool)
+    totals = counted_values(values, counted).sum(dim=dimension)
+    counts = counted.sum(dim=dimension)
     return torch.where(counts > 0, totals / counts.clamp(min=1), torch.nan).cpu()
 
 
@@ -68,16 +76,20 @@ class KLMeasurement:
 
     `kl` (prompts, kl_tokens) holds KL(original || current) at every position,
     0 where the position is not counted; `counted` marks the positions up to
-    and including the reference's end-of-sequence token. The optional tensors
-    are filled by `measure(..., details=True)`: the log-probability that the
-    current and the original model give the reference token, and whether the
-    current model's most likely token is the reference token.
+    and including the reference's end-of-sequence token. `non_finite` marks the
+    counted positions where the current model's logits were NaN or infinite, so
+    that its distribution is undefined; `kl` is +inf there, the worst damage.
+    The optional tensors are filled by `measure(..., details=True)`: the
+    log-probability that the current and the original model give the reference
+    token, and whether the current model's most likely token is the reference
+    token.
     """
 
     kl: Tensor
     counted: Tensor
     weights: Tensor
     targets: Tensor
+    non_finite: Tensor | None = None
     current_target_log_probabilities: Tensor | None = None
     reference_target_log_probabilities: Tensor | None = None
     top1_agreement: Tensor | None = None
@@ -96,3 +108,15 @@ class KLMeasurement:
     def first_token_mean(self) -> float:
         """The mean KL divergence of the first token alone: heretic's first-token KL."""
         return self.position_means[0]
+
+    @property
+    def position_counts(self) -> list[int]:
+        """How many prompts count each position 1 .. kl_tokens (0 where every reference ended earlier)."""
+        return [int(count) for count in self.counted.sum(dim=0)]
+
+    @property
+    def non_finite_count(self) -> int:
+        """The number of counted positions where the current model's logits were not finite."""
+        if self.non_finite is None:
+            return 0
+        return int((self.non_finite & self.counted).sum())

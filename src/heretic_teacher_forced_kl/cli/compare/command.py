@@ -13,6 +13,8 @@ time, except for an adapter candidate, which is applied to the original itself.
 
 import argparse
 import json
+import math
+import os
 from importlib.resources import files
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,9 +22,10 @@ from typing import Any, NoReturn
 
 from ...console import console
 from ...console import print as console_print
-from ...errors import UsageError, describe_validation_error
+from ...errors import RunError, UsageError, describe_validation_error, one_line
+from ...metric.engine import describe_prompt
 from ...prompts import load_prompt_set, prompts_table
-from ...report import build_report
+from ...report import ComparisonReport, build_report
 from ..model_sources import resolve_source
 from .document import decode_references, report_document
 from .models import (
@@ -165,7 +168,11 @@ def build_parser() -> CompareArgumentParser:
         type=Path,
         help="Write a PNG of the mean KL divergence by position (needs the extra `plot`).",
     )
-    parser.add_argument("--quiet", action="store_true", help="No progress bars.")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="No progress (bars on a terminal, plain lines elsewhere).",
+    )
     return parser
 
 
@@ -177,19 +184,47 @@ def check_options(options: argparse.Namespace) -> None:
         raise UsageError(f"--batch-size: must be at least 1, got {options.batch_size}.")
     for flag in ("json", "plot"):
         path = getattr(options, flag)
-        if path is None:
-            continue
-        path = path.expanduser()
-        setattr(options, flag, path)
-        if not path.resolve().parent.is_dir():
-            raise UsageError(
-                f"--{flag}: the folder of {str(path)!r} does not exist; create it first."
-            )
+        if path is not None:
+            path = path.expanduser()
+            setattr(options, flag, path)
+            check_output_path(path, f"--{flag}")
+    if (
+        options.json is not None
+        and options.plot is not None
+        and options.json.resolve() == options.plot.resolve()
+    ):
+        raise UsageError(
+            f"--json and --plot: both name {str(options.json)!r}; give two files."
+        )
     if options.plot is not None:
         try:
             require_matplotlib()
         except PlotUnavailableError as error:
             raise UsageError(str(error)) from None
+
+
+def check_output_path(path: Path, flag: str) -> None:
+    """
+    Stops with a one-line error when `path` cannot be written: a folder, a file
+    in a folder that does not exist, or a place without write permission.
+    """
+    if path.is_dir():
+        raise UsageError(
+            f"{flag}: {str(path)!r} is a folder; give a file name, such as "
+            f"{str(path / ('report.json' if flag == '--json' else 'report.png'))!r}."
+        )
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise UsageError(
+            f"{flag}: the folder of {str(path)!r} does not exist; create it first."
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{flag}: {str(path)!r} exists and is not writable.")
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{flag}: cannot create files in {str(folder)!r} (no permission); "
+            "choose another folder."
+        )
 
 
 def prompt_specification(value: str | None) -> Any:
@@ -270,8 +305,10 @@ def run(options: argparse.Namespace) -> None:
 
     kind = "LoRA adapter" if candidate.is_adapter else "model"
     console_print(
-        f"Comparing {kind} [bold]{options.candidate}[/] with [bold]{options.original}[/]: "
-        f"[bold]{len(prompts)}[/] prompts, [bold]{options.kl_tokens}[/] reference tokens each"
+        f"Comparing ORIGINAL [bold]{options.original}[/] with CANDIDATE {kind} "
+        f"[bold]{options.candidate}[/]: [bold]{len(prompts)}[/] prompts, "
+        f"[bold]{options.kl_tokens}[/] reference tokens each",
+        soft_wrap=True,
     )
     engine = TeacherForcedKLEngine(
         kl_tokens=options.kl_tokens, batch_size=options.batch_size, log=print_item
@@ -316,25 +353,77 @@ def run(options: argparse.Namespace) -> None:
     release_memory(device)
 
     report = build_report(measurement)
+    references = decode_references(tokenizer, measurement.targets, measurement.counted)
     console.print()
-    console.print(render_report(report))
+    # Tables keep their layout; lines of text are not wrapped, so that a log
+    # file holds each on one line.
+    console.print(
+        render_report(report, [prompt.user for prompt in prompts], references),
+        soft_wrap=True,
+    )
 
+    # The report above stands whatever happens to the files: a write that fails
+    # is reported with the other problems, in one line, at the end.
+    problems = []
     if options.json is not None:
-        references = decode_references(
-            tokenizer, measurement.targets, measurement.counted
-        )
         document = report_document(
             report, options, specification, prompts, references, candidate, dtypes
         )
-        options.json.write_text(
-            json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        console_print(f"* Report written to [bold]{options.json}[/]")
+        try:
+            options.json.write_text(
+                json.dumps(document, indent=2, ensure_ascii=False) + "\n",
+                encoding="utf-8",
+            )
+            console_print(f"* Report written to [bold]{options.json}[/]")
+        except OSError as error:
+            problems.append(
+                f"--json: cannot write {str(options.json)!r} ({one_line(error)})"
+            )
     if options.plot is not None:
-        write_plot(
-            report, options.plot, f"{options.candidate} against {options.original}"
+        try:
+            write_plot(
+                report, options.plot, f"{options.candidate} against {options.original}"
+            )
+            console_print(f"* Plot written to [bold]{options.plot}[/]")
+        except OSError as error:
+            problems.append(
+                f"--plot: cannot write {str(options.plot)!r} ({one_line(error)})"
+            )
+    infinite = infinite_divergence_problem(report, prompts)
+    if infinite:
+        problems.insert(0, infinite)
+    if problems:
+        raise RunError("; ".join(problems) + ".")
+
+
+def infinite_divergence_problem(report: ComparisonReport, prompts: list[Any]) -> str:
+    """
+    Why CANDIDATE's KL divergence is infinite, in one phrase naming the first
+    prompt concerned; "" when it is finite.
+    """
+    if report.non_finite_positions:
+        counts, cause = (
+            report.prompt_non_finite_positions,
+            f"CANDIDATE's logits are NaN or infinite at {report.non_finite_positions}",
         )
-        console_print(f"* Plot written to [bold]{options.plot}[/]")
+    elif report.infinite_kl_positions:
+        counts = [
+            sum(math.isinf(value) for value in values)
+            for values in report.prompt_kl_by_position
+        ]
+        cause = (
+            "CANDIDATE gives probability 0 to a token that ORIGINAL can produce at "
+            f"{report.infinite_kl_positions}"
+        )
+    else:
+        return ""
+    first = next(index for index, count in enumerate(counts) if count)
+    return (
+        f"{cause} of {report.counted_tokens} counted positions, in "
+        f"{sum(1 for count in counts if count)} of {report.prompt_count} prompts "
+        f"(first: prompt {first + 1}, {describe_prompt(prompts[first])}), so its KL "
+        "divergence is +inf, the worst damage"
+    )
 
 
 def compare(arguments: list[str]) -> int:

@@ -32,18 +32,23 @@ def report_document(
     candidate: ModelSource,
     dtypes: dict[str, str],
 ) -> dict[str, Any]:
-    """Everything the `--json` file holds: the inputs, the settings and every number."""
+    """
+    Everything the `--json` file holds: the inputs, the settings and every number.
+    `most_divergent_prompts` repeats, for the prompts that diverge most, their
+    entries of `prompts` with their index.
+    """
     per_prompt = [
         {
             "system": prompt.system,
             "user": prompt.user,
             "reference": reference,
-            "counted_tokens": counted,
-            "mean_kl": mean,
+            "counted_tokens": report.prompt_counted_tokens[index],
+            "mean_kl": report.prompt_mean_kl[index],
+            "kl_by_position": report.prompt_kl_by_position[index],
+            "first_top1_difference": report.prompt_first_top1_difference[index],
+            "non_finite_positions": report.prompt_non_finite_positions[index],
         }
-        for prompt, reference, counted, mean in zip(
-            prompts, references, report.prompt_counted_tokens, report.prompt_mean_kl
-        )
+        for index, (prompt, reference) in enumerate(zip(prompts, references))
     ]
     return json_safe(
         {
@@ -62,6 +67,10 @@ def report_document(
             },
             "report": dataclasses.asdict(report),
             "prompts": per_prompt,
+            "most_divergent_prompts": [
+                {"index": index, **per_prompt[index]}
+                for index in report.most_divergent_prompts
+            ],
         }
     )
 

@@ -36,23 +36,33 @@ def require_matplotlib() -> Any:
     return Figure
 
 
+def drawable(value: float) -> float:
+    """`value`, or NaN (a gap in the plot) where it is infinite, which no axis can show."""
+    return value if math.isfinite(value) else math.nan
+
+
 def write_plot(report: ComparisonReport, path: Path, title: str) -> None:
     """
     Writes a PNG of the mean KL divergence at each position with mean ± standard
     error as a band, and the median with the interquartile range as a lighter band.
+    Infinite values (a candidate whose logits are NaN or infinite) are gaps.
     """
     figure_class = require_matplotlib()
     positions = [statistics.position for statistics in report.positions]
-    means = [statistics.mean_kl for statistics in report.positions]
+    means = [drawable(statistics.mean_kl) for statistics in report.positions]
     errors = [
         0.0
-        if math.isnan(statistics.mean_kl_standard_error)
+        if not math.isfinite(statistics.mean_kl_standard_error)
         else statistics.mean_kl_standard_error
         for statistics in report.positions
     ]
-    medians = [statistics.median_kl for statistics in report.positions]
-    first_quartiles = [statistics.first_quartile_kl for statistics in report.positions]
-    third_quartiles = [statistics.third_quartile_kl for statistics in report.positions]
+    medians = [drawable(statistics.median_kl) for statistics in report.positions]
+    first_quartiles = [
+        drawable(statistics.first_quartile_kl) for statistics in report.positions
+    ]
+    third_quartiles = [
+        drawable(statistics.third_quartile_kl) for statistics in report.positions
+    ]
 
     figure = figure_class(figsize=(8, 4.5), dpi=120)
     axes = figure.add_subplot()
@@ -81,9 +91,15 @@ def write_plot(report: ComparisonReport, path: Path, title: str) -> None:
         label="mean ± standard error",
     )
     axes.plot(positions, means, color="tab:blue", marker="o", label="mean")
-    axes.axhline(
-        report.mean_kl, color="tab:gray", linestyle=":", label="mean over all positions"
-    )
+    if math.isfinite(report.mean_kl):
+        axes.axhline(
+            report.mean_kl,
+            color="tab:gray",
+            linestyle=":",
+            label="mean over all positions",
+        )
+    if any(math.isinf(statistics.mean_kl) for statistics in report.positions):
+        title += " (positions with infinite mean KL not drawn)"
     axes.set_xlabel("Position in the original's reference continuation")
     axes.set_ylabel("KL(original ‖ candidate), nats")
     axes.set_title(title, fontsize=10)

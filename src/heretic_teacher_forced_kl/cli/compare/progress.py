@@ -2,9 +2,12 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-A progress bar for the long steps of `heretic-kl compare`, without touching the engine.
+Progress of the long steps of `heretic-kl compare`, without touching the engine.
 
-The engine works batch by batch; the bar counts prompts. Generation is counted
+On a terminal, a transient bar per step; elsewhere (a log file, a pipe, a job
+scheduler), where a bar would print nothing until the end, plain lines: one
+each time a step passes another tenth of its prompts. The engine works batch
+by batch; the progress counts prompts. Generation is counted
 where `ComparisonPromptModel.generate` returns; teacher-forced passes are
 counted by a forward hook on the Hugging Face model, which is installed only
 for the duration of one step and ignores the forward passes made while
@@ -14,8 +17,10 @@ that the engine splits and retries is counted once.
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,12 +33,22 @@ from rich.progress import (
 from ...console import console
 from .models import ComparisonPromptModel
 
+#: Off a terminal, a line is printed each time a step passes another this many
+#: parts of its prompts (and when it ends).
+PLAIN_LINE_STEPS = 10
+
 
 class ComparisonProgress:
-    """One transient Rich progress display with a bar per step."""
+    """
+    One transient Rich progress display with a bar per step on a terminal, or
+    plain progress lines elsewhere (`plain`, or when the console is no terminal).
+    """
 
-    def __init__(self, prompt_count: int, enabled: bool = True) -> None:
+    def __init__(
+        self, prompt_count: int, enabled: bool = True, plain: bool | None = None
+    ) -> None:
         self.prompt_count = prompt_count
+        self.plain = enabled and (not console.is_terminal if plain is None else plain)
         self.progress = Progress(
             TextColumn("[progress.description]{task.description}"),
             BarColumn(),
@@ -42,9 +57,11 @@ class ComparisonProgress:
             TimeElapsedColumn(),
             console=console,
             transient=True,
-            disable=not enabled,
+            disable=not enabled or self.plain,
         )
         self.generating = False
+        # The number of tenths of its prompts that each step has reported in plain lines.
+        self.reported_steps: dict[TaskID, int] = {}
 
     def __enter__(self) -> "ComparisonProgress":
         self.progress.start()
@@ -60,6 +77,23 @@ class ComparisonProgress:
         )
         self.progress.update(
             task, completed=min(completed + prompts, self.prompt_count)
+        )
+        if self.plain:
+            self.print_line(task)
+
+    def print_line(self, task: TaskID) -> None:
+        """Prints a plain progress line when `task` has passed another tenth of its prompts."""
+        state = self.progress.tasks[task]
+        completed = int(state.completed)
+        steps = completed * PLAIN_LINE_STEPS // max(self.prompt_count, 1)
+        if steps <= self.reported_steps.get(task, 0):
+            return
+        self.reported_steps[task] = steps
+        elapsed = timedelta(seconds=int(state.elapsed or 0))
+        console.print(
+            f"* {escape(state.description)}: {completed}/{self.prompt_count} prompts "
+            f"({elapsed})",
+            soft_wrap=True,
         )
 
     @contextmanager
@@ -87,8 +121,18 @@ class ComparisonProgress:
 
     @contextmanager
     def forward_passes(self, hf_model: Any, description: str) -> Iterator[None]:
-        """Counts the prompts of the teacher-forced forward passes of `hf_model` in the block."""
-        task = self.progress.add_task(description, total=self.prompt_count)
+        """
+        Counts the prompts of the teacher-forced forward passes of `hf_model` in
+        the block. The step's clock starts with its first such pass, not with the
+        block, which may generate first.
+        """
+        task = self.progress.add_task(description, total=self.prompt_count, start=False)
+
+        def start(
+            module: Any, arguments: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> None:
+            if not self.generating:
+                self.progress.start_task(task)
 
         def hook(
             module: Any, arguments: tuple[Any, ...], kwargs: dict[str, Any], output: Any
@@ -101,8 +145,12 @@ class ComparisonProgress:
             if input_ids is not None:
                 self.advance(task, int(input_ids.shape[0]))
 
-        handle = hf_model.register_forward_hook(hook, with_kwargs=True)
+        handles = [
+            hf_model.register_forward_pre_hook(start, with_kwargs=True),
+            hf_model.register_forward_hook(hook, with_kwargs=True),
+        ]
         try:
             yield
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()

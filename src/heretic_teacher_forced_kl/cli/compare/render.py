@@ -4,12 +4,17 @@
 """The console tables of `heretic-kl compare`, rendered from a `ComparisonReport`."""
 
 import math
+from collections.abc import Sequence
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from ...report import ComparisonReport
+
+#: The most characters of a prompt or reference continuation that the list of
+#: the prompts that diverge most shows.
+MAXIMUM_TEXT_LENGTH = 100
 
 
 def number(value: float, digits: int = 4) -> str:
@@ -20,8 +25,8 @@ def number(value: float, digits: int = 4) -> str:
 
 
 def with_error(value: float, error: float, digits: int = 4) -> str:
-    """ "value ± standard error", without the error where it is undefined."""
-    if math.isnan(error):
+    """ "value ± standard error", without the error where either is undefined."""
+    if math.isnan(error) or math.isnan(value):
         return number(value, digits)
     return f"{number(value, digits)} ± {number(error, 2)}"
 
@@ -77,6 +82,16 @@ def summary_table(report: ComparisonReport) -> Table:
         "PPL of the reference: original, candidate",
         f"{number(report.original_perplexity)}, {number(report.candidate_perplexity)}",
     )
+    if report.infinite_kl_positions:
+        table.add_row(
+            "[red]Positions with infinite KL[/]",
+            f"[red]{report.infinite_kl_positions} of {report.counted_tokens}[/]",
+        )
+    if report.non_finite_positions:
+        table.add_row(
+            "[red]  of them: NaN or infinite candidate logits[/]",
+            f"[red]{report.non_finite_positions}[/]",
+        )
     return table
 
 
@@ -125,8 +140,57 @@ def confidence_table(report: ComparisonReport) -> Table:
     return table
 
 
-def render_report(report: ComparisonReport) -> Group:
-    """Every table of the report, with a note on how the standard errors are taken."""
+def shortened(text: str, length: int = MAXIMUM_TEXT_LENGTH) -> str:
+    """`text` on one line (line breaks shown as "⏎"), cut to `length` characters."""
+    text = " ".join(text.replace("\n", " ⏎ ").split())
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def divergent_prompts(
+    report: ComparisonReport,
+    prompt_texts: Sequence[str],
+    reference_texts: Sequence[str],
+) -> Group:
+    """
+    The prompts that diverge most, one block each: the prompt, ORIGINAL's
+    reference continuation, the mean KL, the first position where CANDIDATE's
+    most likely token is not the reference token, and the KL at each counted
+    position. Texts are shown as they are, never read as markup.
+    """
+    lines = [Text("Prompts that diverge most", style="table.title")]
+    for rank, index in enumerate(report.most_divergent_prompts, start=1):
+        first_difference = report.prompt_first_top1_difference[index]
+        agreement = (
+            "CANDIDATE's top-1 token always agrees"
+            if first_difference is None
+            else f"CANDIDATE's top-1 token first differs at position {first_difference}"
+        )
+        values = " · ".join(
+            number(value, 3) for value in report.prompt_kl_by_position[index]
+        )
+        lines += [
+            Text(
+                f"{rank}. Prompt {index + 1} of {report.prompt_count}: mean KL "
+                f"{number(report.prompt_mean_kl[index])}; {agreement}",
+                style="bold",
+            ),
+            Text(f"   Prompt:    {shortened(prompt_texts[index])}"),
+            Text(f"   Reference: {shortened(reference_texts[index])}"),
+            Text(f"   KL by position: {values}"),
+        ]
+    return Group(*lines)
+
+
+def render_report(
+    report: ComparisonReport,
+    prompt_texts: Sequence[str],
+    reference_texts: Sequence[str],
+) -> Group:
+    """
+    Every table of the report, with a note on how the standard errors are taken.
+    `prompt_texts` and `reference_texts` are each prompt's user text and
+    ORIGINAL's continuation, for the list of the prompts that diverge most.
+    """
     note = Text(
         "± values are standard errors of the mean over prompts (from the per-prompt means; "
         "positions within one continuation are correlated). Δp and ΔNLL: candidate minus "
@@ -140,4 +204,9 @@ def render_report(report: ComparisonReport) -> Group:
         position_table(report),
         Text(),
         confidence_table(report),
+        *(
+            [Text(), divergent_prompts(report, prompt_texts, reference_texts)]
+            if report.most_divergent_prompts
+            else []
+        ),
     )
