@@ -37,10 +37,9 @@ def main(arguments: list[str] | None = None) -> int:
             return compare(arguments[1:])
         from .launcher.run import launch
 
-        launch(arguments)
+        return launch(arguments)
     except UsageError as error:
         return fail(str(error))
-    return 0
 
 
 def entry_point() -> None:
