@@ -398,23 +398,3 @@ def test_damaged_model_teacher_forced_kl_differs_from_first_token_kl(
     assert first_token_kl > 0
     assert single_token_kl == pytest.approx(first_token_kl, abs=2e-4)
     assert abs(multiple_token_kl - first_token_kl) > 1e-3
-
-
-def test_non_interactive_answers_use_command_line_values_and_otherwise_exit() -> None:
-    from heretic_teacher_forced_kl.adapters.menus import (
-        non_interactive_answer,
-        non_interactive_select,
-    )
-
-    assert non_interactive_answer(2, question=object()) == 2
-    # heretic master's menus all use "" for "Exit program".
-    assert non_interactive_answer(None, question=object()) == ""
-    # heretic 1.4.0's trial menu.
-    assert (
-        non_interactive_select("Which trial do you want to use?", ["continue", ""])
-        == ""
-    )
-    # Any other menu of heretic 1.4.0 (such as resuming a study) exits too.
-    assert (
-        non_interactive_select("How would you like to proceed?", ["continue", ""]) == ""
-    )

@@ -6,14 +6,15 @@ Running heretic with the plugin API (heretic master) with the chosen scorer.
 
 The launcher has already put the scorer into heretic's `--scorers` argument;
 here the flag settings join the scorer's `[scorer.<ClassName>]` table, so that
-the study's saved settings, checkpoints and resume carry them, and the menus
-get answers in a non-interactive run.
+the study's saved settings, checkpoints and resume carry them, and in a
+non-interactive run heretic's questions are answered by `NonInteractiveMenus`
+(heretic's `ask_if_unset` still uses any value given on the command line).
 """
 
 import sys
 from typing import Any
 
-from .menus import non_interactive_answer, non_interactive_select
+from .menus import NonInteractiveMenus, ScriptedQuestionary
 from .settings_sources import settings_with_scorer_table
 
 
@@ -21,7 +22,7 @@ def run_plugin_host(
     heretic_arguments: list[str],
     scorer_class_name: str,
     setting_flags: dict[str, Any],
-    non_interactive: bool,
+    menus: NonInteractiveMenus | None,
 ) -> None:
     """Runs heretic master's `main` with `heretic_arguments`."""
     import heretic.main as heretic_main
@@ -31,9 +32,8 @@ def run_plugin_host(
         heretic_main.Settings = settings_with_scorer_table(
             heretic_main.Settings, scorer_class_name, setting_flags
         )
-    if non_interactive:
-        if hasattr(heretic_main, "ask_if_unset"):
-            heretic_main.ask_if_unset = non_interactive_answer
-        if hasattr(heretic_main, "prompt_select"):
-            heretic_main.prompt_select = non_interactive_select
+    if menus is not None:
+        heretic_main.questionary = ScriptedQuestionary(menus)
+        if hasattr(heretic_main, "print"):
+            heretic_main.print = menus.filtered_print(heretic_main.print)
     heretic_main.main()

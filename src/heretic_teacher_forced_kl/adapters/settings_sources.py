@@ -22,27 +22,23 @@ from pydantic_settings import (
 
 
 class FilteredSource(PydanticBaseSettingsSource):
-    """A settings source that hides some top-level keys of another source."""
+    """A settings source that passes what another source contributes through a filter."""
 
     def __init__(
         self,
         settings_class: type[BaseSettings],
         source: PydanticBaseSettingsSource,
-        hidden_keys: tuple[str, ...],
+        keep: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> None:
         super().__init__(settings_class)
         self.source = source
-        self.hidden_keys = hidden_keys
+        self.keep = keep
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return {
-            key: value
-            for key, value in self.source().items()
-            if key not in self.hidden_keys
-        }
+        return self.keep(self.source())
 
 
 class ConstantSource(PydanticBaseSettingsSource):
@@ -102,12 +98,15 @@ def settings_without_tables(
 ) -> type[BaseSettings]:
     """Returns a subclass of heretic's `Settings` that ignores `tables` of `config.toml`."""
 
+    def without_tables(values: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in values.items() if key not in tables}
+
     def hide_tables(
         settings_cls: type[BaseSettings],
         sources: tuple[PydanticBaseSettingsSource, ...],
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return tuple(
-            FilteredSource(settings_cls, source, tables)
+            FilteredSource(settings_cls, source, without_tables)
             if isinstance(source, TomlConfigSettingsSource)
             else source
             for source in sources
@@ -120,27 +119,40 @@ def settings_with_scorer_table(
     settings_class: type[BaseSettings], class_name: str, table: dict[str, Any]
 ) -> type[BaseSettings]:
     """
-    Returns a subclass of heretic's `Settings` in which `table` is merged into
-    `[scorer.<class_name>]`, above `config.toml` and below the command line, the
-    environment and the init values that heretic uses when it resumes a study.
+    Returns a subclass of heretic's `Settings` in which the settings of `table`
+    take the place of the same settings in `[scorer.<class_name>]` of
+    `config.toml`, whole (a `prompts` table replaces the configured one, its
+    split and column included), above `config.toml` and below the command
+    line, the environment and the init values that heretic uses when it resumes
+    a study.
     """
+
+    def without_replaced_settings(values: dict[str, Any]) -> dict[str, Any]:
+        scorer_tables = values.get("scorer")
+        if not isinstance(scorer_tables, dict) or not isinstance(
+            scorer_tables.get(class_name), dict
+        ):
+            return values
+        kept = {
+            key: value
+            for key, value in scorer_tables[class_name].items()
+            if key not in table
+        }
+        return {**values, "scorer": {**scorer_tables, class_name: kept}}
 
     def add_scorer_table(
         settings_cls: type[BaseSettings],
         sources: tuple[PydanticBaseSettingsSource, ...],
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        customised = list(sources)
-        position = next(
-            (
-                index
-                for index, source in enumerate(customised)
-                if isinstance(source, TomlConfigSettingsSource)
-            ),
-            len(customised),
-        )
-        customised.insert(
-            position, ConstantSource(settings_cls, {"scorer": {class_name: table}})
-        )
+        flag_table = ConstantSource(settings_cls, {"scorer": {class_name: table}})
+        customised: list[PydanticBaseSettingsSource] = []
+        for source in sources:
+            if isinstance(source, TomlConfigSettingsSource):
+                customised.append(flag_table)
+                source = FilteredSource(settings_cls, source, without_replaced_settings)
+            customised.append(source)
+        if flag_table not in customised:
+            customised.append(flag_table)
         return tuple(customised)
 
     return settings_with_sources(settings_class, add_scorer_table)

@@ -43,12 +43,11 @@ def main(arguments: list[str] | None = None) -> int:
             return compare(arguments[1:])
         from .launcher.run import launch
 
-        launch(arguments)
+        return launch(arguments)
     except UsageError as error:
         return fail(str(error))
     except RunError as error:
         return fail(str(error), FAILURE_STATUS)
-    return 0
 
 
 def entry_point() -> None:

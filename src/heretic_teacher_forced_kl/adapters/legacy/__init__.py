@@ -10,5 +10,7 @@ branch of `cli/launcher/run.py`.
 
 - `stand_ins`: minimal `Scorer` and `Score` classes, so the scorer imports on 1.4.0.
 - `evaluator`: 1.4.0's `Evaluator` with teacher-forced KL in place of first-token KL.
-- `launch`: runs 1.4.0's `heretic.main` with that evaluator and without terminal menus.
+- `study`: the damage measure saved with a 1.4.0 study, which a continued study keeps.
+- `launch`: runs 1.4.0's `heretic.main` with that evaluator and storage, and
+  answers its menus in a non-interactive run.
 """

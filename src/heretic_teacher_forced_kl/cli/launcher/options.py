@@ -10,7 +10,9 @@ argument keep working.
 """
 
 import argparse
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,6 +34,11 @@ SETTING_FLAGS: dict[str, str] = {
 }
 
 
+#: heretic master's own settings for choosing and saving a trial without menus,
+#: which would clash with `--save-to`.
+HERETIC_SAVING_SETTINGS = ("trial_index", "model_action", "save_directory")
+
+
 @dataclass
 class LaunchOptions:
     """The launcher's parsed options and the arguments that go to heretic."""
@@ -40,6 +47,15 @@ class LaunchOptions:
     setting_flags: dict[str, Any]
     non_interactive: bool
     heretic_arguments: list[str] = field(default_factory=list)
+
+    #: Whether `--scorer` was given (rather than left at its default).
+    scorer_given: bool = False
+
+    #: The folder that `--save-to` saves models into, if given.
+    save_to: Path | None = None
+
+    #: The trial numbers of `--save-trials`, or None for every Pareto-optimal trial.
+    save_trials: tuple[int, ...] | None = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     options = parser.add_argument_group("heretic-kl options")
     options.add_argument(
         "--scorer",
-        default=TEACHER_FORCED_KL_NAME,
         help=(
             "Scorer that measures damage, by its registered name (entry-point group "
             "heretic.scorers): teacher-forced-kl (default) or kl-divergence (heretic's "
@@ -99,8 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--non-interactive",
         action="store_true",
         help=(
-            "After the study, print the Pareto front of trials and exit instead of "
-            "showing heretic's menus (for scripts and machines without a terminal)."
+            "Answer heretic's menus without a terminal: continue a study found in "
+            "the checkpoint with its saved settings, print the Pareto front after "
+            "the study and exit (or save models, see --save-to). This is automatic "
+            "when standard input is not a terminal."
+        ),
+    )
+    options.add_argument(
+        "--save-to",
+        metavar="DIR",
+        help=(
+            "After the study, save every Pareto-optimal trial (or those of "
+            "--save-trials) with heretic's own saving code into DIR/trial-N, as a "
+            "merged model (heretic's --export-strategy adapter saves the LoRA "
+            "adapter only). Implies --non-interactive. With a finished study in the "
+            "checkpoint, the run goes straight to saving."
+        ),
+    )
+    options.add_argument(
+        "--save-trials",
+        metavar="N[,N...]",
+        help=(
+            "The trials that --save-to saves, by the numbers heretic shows as "
+            "[Trial N]; they must be on the Pareto front (default: all of it)."
         ),
     )
     return parser
@@ -147,10 +183,41 @@ def parse_setting_flags(namespace: argparse.Namespace) -> dict[str, Any]:
     return flags
 
 
+def parse_save_trials(value: str | None) -> tuple[int, ...] | None:
+    """The trial numbers of `--save-trials` ("3" or "3,7"), with a one-line error."""
+    if value is None:
+        return None
+    try:
+        trials = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        trials = ()
+    if not trials or min(trials) < 1:
+        raise UsageError(
+            f"--save-trials: expected trial numbers as heretic shows them ([Trial N]), "
+            f"such as 3 or 3,7; got {value!r}."
+        )
+    return tuple(dict.fromkeys(trials))
+
+
+def check_save_folder(value: str) -> Path:
+    """Checks the folder of `--save-to` before anything runs: a folder that can be written."""
+    folder = Path(value).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--save-to: {value!r} is a file; give a folder.")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"--save-to: cannot write to {str(existing)!r}; give a folder you can write to."
+        )
+    return folder
+
+
 def parse_arguments(arguments: list[str]) -> LaunchOptions:
     """Splits the command line into the launcher's options and heretic's arguments."""
     namespace, heretic_arguments = build_parser().parse_known_args(arguments)
-    scorer = resolve_scorer(namespace.scorer)
+    scorer = resolve_scorer(namespace.scorer or TEACHER_FORCED_KL_NAME)
     setting_flags = parse_setting_flags(namespace)
     if setting_flags and not scorer.is_teacher_forced_kl:
         given = ", ".join(SETTING_FLAGS[name] for name in setting_flags)
@@ -158,9 +225,20 @@ def parse_arguments(arguments: list[str]) -> LaunchOptions:
             f"{given}: these options configure {TEACHER_FORCED_KL_NAME}, "
             f"not --scorer {scorer.name}."
         )
+    save_trials = parse_save_trials(namespace.save_trials)
+    if save_trials is not None and namespace.save_to is None:
+        raise UsageError(
+            "--save-trials: give --save-to DIR too, the folder to save the trials into."
+        )
+    save_to = (
+        None if namespace.save_to is None else check_save_folder(namespace.save_to)
+    )
     return LaunchOptions(
         scorer=scorer,
         setting_flags=setting_flags,
-        non_interactive=namespace.non_interactive,
+        non_interactive=namespace.non_interactive or save_to is not None,
         heretic_arguments=heretic_arguments,
+        scorer_given=namespace.scorer is not None,
+        save_to=save_to,
+        save_trials=save_trials,
     )

@@ -15,15 +15,34 @@ options, `config.toml`, the model argument and the scorer settings. Then:
 """
 
 import json
+import os
 import sys
 from typing import Any
 
+from ...adapters.menus import NonInteractiveMenus, SavePlan
+from ...console import print
 from ...errors import UsageError
-from ...names import BUILT_IN_KL_PLUGIN, TEACHER_FORCED_KL_PLUGIN
+from ...names import (
+    BUILT_IN_KL_NAME,
+    BUILT_IN_KL_PLUGIN,
+    TEACHER_FORCED_KL_NAME,
+    TEACHER_FORCED_KL_PLUGIN,
+)
 from ..model_sources import resolve_source
-from .config import effective_settings, read_config_file
+from .config import (
+    CONFIG_FILE,
+    config_scorer_table,
+    effective_settings,
+    read_config_file,
+)
 from .heretic_arguments import model_argument, option_value, without_option
-from .options import LaunchOptions, build_parser, parse_arguments
+from .options import (
+    HERETIC_SAVING_SETTINGS,
+    SETTING_FLAGS,
+    LaunchOptions,
+    build_parser,
+    parse_arguments,
+)
 from .prompt_files import check_kl_prompt_file
 from .scorers import current_scorers, replace_kl_scorer
 
@@ -50,17 +69,91 @@ def check_model(model: str | None, name: str = "MODEL") -> None:
         resolve_source(model, name, allow_adapter=False)
 
 
-def launch(arguments: list[str]) -> None:
-    """Runs heretic as `heretic-kl` with `arguments`."""
+def check_saving_settings(options: LaunchOptions, config: dict[str, Any]) -> None:
+    """
+    Stops with a one-line error when `--save-to` meets heretic's own settings for
+    choosing and saving a trial without menus (heretic master's `--trial-index`,
+    `--model-action`, `--save-directory`): each would answer heretic's menus its own way.
+    """
+    if options.save_to is None:
+        return
+    for setting in HERETIC_SAVING_SETTINGS:
+        flag = "--" + setting.replace("_", "-")
+        if option_value(options.heretic_arguments, flag) is not None:
+            where = flag
+        elif os.environ.get("HERETIC_" + setting.upper()):
+            where = "HERETIC_" + setting.upper()
+        elif setting in config:
+            where = f"{setting} in {CONFIG_FILE}"
+        else:
+            continue
+        raise UsageError(
+            f"--save-to: heretic's {where} is set too; use either --save-to "
+            "(with --save-trials) or heretic's own trial_index, model_action and "
+            "save_directory."
+        )
+
+
+def non_interactive_menus(
+    options: LaunchOptions,
+    config: dict[str, Any],
+    menus_read_standard_input: bool = False,
+) -> NonInteractiveMenus | None:
+    """
+    The answers to heretic's menus in a non-interactive run, or None when the
+    run is interactive. A run is non-interactive with `--non-interactive` or
+    `--save-to`, and, saying so in one line, when standard input is not a
+    terminal (unless heretic reads its menus' answers from standard input).
+    """
+    non_interactive = options.non_interactive
+    if not non_interactive and not menus_read_standard_input:
+        if sys.stdin is None or not sys.stdin.isatty():
+            print(
+                "heretic-kl: standard input is not a terminal, so this run is "
+                "non-interactive (as with --non-interactive; --save-to DIR saves models).",
+                soft_wrap=True,
+            )
+            non_interactive = True
+    if not non_interactive:
+        return None
+    save_plan = (
+        None
+        if options.save_to is None
+        else SavePlan(
+            directory=options.save_to,
+            trials=options.save_trials,
+            export_strategy=requested_export_strategy(options, config),
+        )
+    )
+    return NonInteractiveMenus(save_plan=save_plan)
+
+
+def requested_export_strategy(options: LaunchOptions, config: dict[str, Any]) -> str:
+    """
+    heretic's `export_strategy` as this run gives it (`--export-strategy`,
+    `HERETIC_EXPORT_STRATEGY` or `config.toml`), "merge" where unset. heretic
+    validates it; a continued study asks for it, and `--save-to` answers with it.
+    """
+    value = (
+        option_value(options.heretic_arguments, "--export-strategy")
+        or os.environ.get("HERETIC_EXPORT_STRATEGY")
+        or config.get("export_strategy")
+    )
+    return str(value).lower() if value else "merge"
+
+
+def launch(arguments: list[str]) -> int:
+    """Runs heretic as `heretic-kl` with `arguments` and returns the exit status."""
     if "-h" in arguments or "--help" in arguments:
         print_help()
-        return
+        return 0
     options = parse_arguments(arguments)
     config = read_config_file()
     check_model(model_argument(options.heretic_arguments, config))
     check_model(
         option_value(options.heretic_arguments, "--evaluate-model"), "--evaluate-model"
     )
+    check_saving_settings(options, config)
     # Imported only now, so that bad input is answered before heretic loads.
     from ...adapters.host import unwrap_heretic_console
     from ...adapters.plugin_api import HAS_PLUGIN_API
@@ -68,14 +161,27 @@ def launch(arguments: list[str]) -> None:
     unwrap_heretic_console()
 
     if HAS_PLUGIN_API:
-        launch_plugin_host(options, config)
+        menus = launch_plugin_host(options, config)
     else:
-        launch_legacy_host(options, config)
+        menus = launch_legacy_host(options, config)
+    return 0 if menus is None else menus.finish()
 
 
-def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> None:
-    """Runs heretic-llm 1.4.0 with the chosen scorer."""
-    from ...adapters.legacy.launch import run_legacy_host
+def setting_sources(options: LaunchOptions, config: dict[str, Any]) -> dict[str, str]:
+    """Where the run's scorer and each scorer setting came from: a flag or `config.toml`."""
+    sources = {name: CONFIG_FILE for name in config_scorer_table(config)}
+    sources.update({name: SETTING_FLAGS[name] for name in options.setting_flags})
+    if options.scorer_given:
+        sources["scorer"] = "--scorer"
+    return sources
+
+
+def launch_legacy_host(
+    options: LaunchOptions, config: dict[str, Any]
+) -> NonInteractiveMenus | None:
+    """Runs heretic-llm 1.4.0 with the chosen scorer; returns the menus' answers, if any."""
+    from ...adapters.legacy.launch import menus_read_standard_input, run_legacy_host
+    from ...adapters.legacy.study import Measure
 
     if options.scorer.plugin not in (TEACHER_FORCED_KL_PLUGIN, BUILT_IN_KL_PLUGIN):
         raise UsageError(
@@ -94,18 +200,26 @@ def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> None:
             options.heretic_arguments,
             legacy_host=True,
         )
-        run_legacy_host(
-            options.heretic_arguments,
-            settings,
-            prompts_set_explicitly,
-            options.non_interactive,
-        )
+        requested = Measure(TEACHER_FORCED_KL_NAME, settings, prompts_set_explicitly)
     else:
-        run_legacy_host(options.heretic_arguments, None, False, options.non_interactive)
+        requested = Measure(BUILT_IN_KL_NAME)
+    menus = non_interactive_menus(options, config, menus_read_standard_input())
+    run_legacy_host(
+        options.heretic_arguments,
+        requested,
+        setting_sources(options, config),
+        menus,
+    )
+    return menus
 
 
-def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> None:
-    """Runs heretic with the plugin API, the chosen scorer in place of the built-in KL."""
+def launch_plugin_host(
+    options: LaunchOptions, config: dict[str, Any]
+) -> NonInteractiveMenus | None:
+    """
+    Runs heretic with the plugin API, the chosen scorer in place of the built-in
+    KL; returns the menus' answers, if any.
+    """
     import heretic.main as heretic_main
 
     from ...adapters.plugin_host import run_plugin_host
@@ -132,15 +246,18 @@ def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> None:
         current_scorers(options.heretic_arguments, config, default),
         options.scorer.plugin,
     )
-    # The scorers go first: heretic takes a trailing argument that is not a flag as MODEL.
+    # One argument, `--scorers=JSON`, first: heretic takes a trailing argument that
+    # is not a flag as MODEL, so with the model only in config.toml or
+    # HERETIC_MODEL a separate JSON value would become `--model JSON`.
     arguments = [
-        "--scorers",
-        json.dumps(scorers),
+        "--scorers=" + json.dumps(scorers),
         *without_option(options.heretic_arguments, "--scorers"),
     ]
+    menus = non_interactive_menus(options, config)
     run_plugin_host(
         arguments,
         options.scorer.class_name,
         options.setting_flags,
-        options.non_interactive,
+        menus,
     )
+    return menus
