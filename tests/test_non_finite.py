@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import torch
 from heretic.model import Model
-from heretic_host import heretic_model, prompts
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from development.damage import damage
+from development.heretic_host import heretic_model, prompts
 from heretic_teacher_forced_kl import TeacherForcedKLEngine
 from heretic_teacher_forced_kl.adapters.display import (
     format_position_means,
