@@ -28,6 +28,7 @@ from ...names import (
     TEACHER_FORCED_KL_NAME,
     TEACHER_FORCED_KL_PLUGIN,
 )
+from ...settings import TeacherForcedKLSettings
 from ..model_sources import resolve_source
 from .config import (
     CONFIG_FILE,
@@ -176,6 +177,25 @@ def setting_sources(options: LaunchOptions, config: dict[str, Any]) -> dict[str,
     return sources
 
 
+def checked_scorer_settings(
+    options: LaunchOptions, config: dict[str, Any], legacy_host: bool
+) -> tuple[TeacherForcedKLSettings, bool]:
+    """
+    The teacher-forced scorer's settings from `config.toml` and the flags, and
+    whether the prompts were set explicitly, with a local prompt file checked
+    before any model loads.
+    """
+    settings, prompts_set_explicitly = effective_settings(config, options.setting_flags)
+    check_kl_prompt_file(
+        settings,
+        prompts_set_explicitly,
+        options.setting_flags,
+        options.heretic_arguments,
+        legacy_host=legacy_host,
+    )
+    return settings, prompts_set_explicitly
+
+
 def launch_legacy_host(
     options: LaunchOptions, config: dict[str, Any]
 ) -> NonInteractiveMenus | None:
@@ -190,15 +210,8 @@ def launch_legacy_host(
             "plugin API for other scorers)."
         )
     if options.scorer.is_teacher_forced_kl:
-        settings, prompts_set_explicitly = effective_settings(
-            config, options.setting_flags
-        )
-        check_kl_prompt_file(
-            settings,
-            prompts_set_explicitly,
-            options.setting_flags,
-            options.heretic_arguments,
-            legacy_host=True,
+        settings, prompts_set_explicitly = checked_scorer_settings(
+            options, config, legacy_host=True
         )
         requested = Measure(TEACHER_FORCED_KL_NAME, settings, prompts_set_explicitly)
     else:
@@ -226,16 +239,7 @@ def launch_plugin_host(
 
     if options.scorer.is_teacher_forced_kl:
         # Validate now, before any model is loaded, with the table heretic will see.
-        settings, prompts_set_explicitly = effective_settings(
-            config, options.setting_flags
-        )
-        check_kl_prompt_file(
-            settings,
-            prompts_set_explicitly,
-            options.setting_flags,
-            options.heretic_arguments,
-            legacy_host=False,
-        )
+        checked_scorer_settings(options, config, legacy_host=False)
     default = [
         dict(entry) if isinstance(entry, dict) else entry.model_dump()
         for entry in heretic_main.Settings.model_fields["scorers"].get_default(
