@@ -101,7 +101,7 @@ def validate_settings(
                 prefix=f"Invalid [{table}] setting: ",
                 suffix=(
                     ". See config.default.toml of heretic-teacher-forced-kl "
-                    "for valid values."
+                    "(`heretic-kl --print-config`) for valid values."
                 ),
             )
         ) from None

@@ -62,7 +62,7 @@ def effective_settings(
             describe_validation_error(
                 error,
                 prefix=f"{CONFIG_FILE} [{SETTINGS_TABLE}] ",
-                suffix=" (see config.default.toml of heretic-teacher-forced-kl).",
+                suffix=" (see `heretic-kl --print-config` for every setting).",
             )
         ) from None
     return settings, "prompts" in merged
