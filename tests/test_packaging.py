@@ -170,3 +170,38 @@ def test_usage_shows_model_last_compare_and_the_informational_options() -> None:
     assert "--version" in lines[2] and "--print-config" in lines[2]
     help_text = build_parser().format_help()
     assert "comes last" in help_text
+
+
+# The README is the package's page on PyPI, where relative links are dead.
+
+REPOSITORY_URL = (
+    "https://github.com/heretic-teacher-forced-kl/heretic-teacher-forced-kl"
+)
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def readme_links() -> list[str]:
+    return MARKDOWN_LINK.findall((REPOSITORY_ROOT / "README.md").read_text("utf-8"))
+
+
+def test_readme_links_are_absolute() -> None:
+    relative = [link for link in readme_links() if not re.match(r"https?://|#", link)]
+    assert not relative, f"relative links, dead on PyPI: {relative}"
+
+
+def test_readme_links_into_the_repository_name_existing_files() -> None:
+    assert project_table()["urls"]["Homepage"] == REPOSITORY_URL
+    prefix = re.compile(re.escape(REPOSITORY_URL) + r"/(blob|tree)/main/(.+)")
+    missing = []
+    checked = 0
+    for link in readme_links():
+        match = prefix.fullmatch(link.split("#", 1)[0])
+        if match is None:
+            continue
+        checked += 1
+        kind, path = match.groups()
+        target = REPOSITORY_ROOT / path
+        if not (target.is_dir() if kind == "tree" else target.is_file()):
+            missing.append(link)
+    assert checked >= 5
+    assert not missing, f"links to missing repository paths: {missing}"
