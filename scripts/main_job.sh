@@ -10,7 +10,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup_environment.sh gguf
+bash scripts/setup_environment.sh test
 
 model="$(.venv/bin/python -m development.smollm2)"
 

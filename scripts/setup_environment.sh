@@ -4,8 +4,10 @@
 #
 # Creates the project's virtual environment in .venv when it is missing and
 # installs the package (editable) with the optional dependency groups named as
-# arguments: the main job asks for "gguf" alone, the tests for "test". Used by
-# both README commands (scripts/main_job.sh and scripts/test.sh).
+# arguments (by default "test"). Both README commands (scripts/main_job.sh and
+# scripts/test.sh) ask for "test", which holds what the repository's scripts
+# need beyond the package (gguf to convert the SmolLM2 model, pytest,
+# matplotlib), so that they share one installation.
 #
 # The installation uses uv, installed into .venv by pip, because uv installs
 # heretic-llm's large dependency tree (lm-eval, datasets, bitsandbytes and

@@ -4,8 +4,9 @@
 """
 The `heretic-kl` console script.
 
-    heretic-kl [heretic's flags] [--scorer NAME] [--kl-tokens N] [MODEL]
+    heretic-kl [heretic-kl options] [heretic options] MODEL
     heretic-kl compare ORIGINAL CANDIDATE [--prompts SPEC] [--kl-tokens N] ...
+    heretic-kl --version | --print-config
 
 Both commands report bad input as one line with exit status 2, and a failure
 after the work began (a model whose logits hold NaN, a report that cannot be
@@ -18,6 +19,7 @@ from rich.markup import escape
 
 from ..console import console, quiet_harmless_warnings
 from ..errors import RunError, UsageError
+from .about import default_config_text, version_text
 
 #: The exit status for bad input, as argparse uses it.
 USAGE_ERROR_STATUS = 2
@@ -41,6 +43,12 @@ def main(arguments: list[str] | None = None) -> int:
             from .compare.command import compare
 
             return compare(arguments[1:])
+        if "--version" in arguments:
+            print(version_text())
+            return 0
+        if "--print-config" in arguments:
+            print(default_config_text(), end="")
+            return 0
         from .launcher.run import launch
 
         return launch(arguments)

@@ -37,6 +37,13 @@ SETTING_FLAGS: dict[str, str] = {
 #: heretic master's own settings for choosing and saving a trial without menus,
 #: which would clash with `--save-to`.
 HERETIC_SAVING_SETTINGS = ("trial_index", "model_action", "save_directory")
+#: The usage lines of `heretic-kl --help`: the launcher, `compare` and the two
+#: informational options.
+USAGE = (
+    "heretic-kl [heretic-kl options] [heretic options] MODEL\n"
+    "       heretic-kl compare ORIGINAL CANDIDATE [compare options]\n"
+    "       heretic-kl --version | --print-config"
+)
 
 
 @dataclass
@@ -62,12 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of the launcher's own options (heretic's are parsed by heretic)."""
     parser = argparse.ArgumentParser(
         prog="heretic-kl",
+        usage=USAGE,
         add_help=False,
         allow_abbrev=False,
         description=(
             "Runs heretic exactly as the `heretic` command would, with model damage "
             "measured by the chosen scorer (teacher-forced multi-token KL divergence "
-            "by default). Every other option is heretic's; see below. "
+            "by default). Every other option is heretic's; see below. MODEL (a "
+            "Hugging Face model ID or a local model folder) comes last, as heretic "
+            "requires, unless it is given as --model MODEL or in config.toml. "
             "`heretic-kl compare ORIGINAL CANDIDATE` writes a damage report "
             "(`heretic-kl compare --help`)."
         ),
@@ -137,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "The trials that --save-to saves, by the numbers heretic shows as "
             "[Trial N]; they must be on the Pareto front (default: all of it)."
+        ),
+    )
+    # Answered by `cli.main` before any parsing; listed here for --help.
+    options.add_argument(
+        "--version",
+        action="store_true",
+        help="Print the versions of heretic-teacher-forced-kl and heretic-llm and exit.",
+    )
+    options.add_argument(
+        "--print-config",
+        action="store_true",
+        help=(
+            "Print config.default.toml (every scorer setting with its description "
+            "and default) and exit."
         ),
     )
     return parser
