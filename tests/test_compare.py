@@ -478,6 +478,12 @@ def test_bad_prompts(
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")
     assert compare([tiny_llama_path, tiny_llama_path, "--prompts", empty]) == 2
+    assert "holds only blank lines" in single_error_line(capsys)
+
+    two = tmp_path / "two.txt"
+    two.write_text("first\nsecond\n", encoding="utf-8")
+    beyond = json.dumps({"dataset": str(two), "split": "[5:]"})
+    assert compare([tiny_llama_path, tiny_llama_path, "--prompts", beyond]) == 2
     assert "holds no prompts" in single_error_line(capsys)
 
 
