@@ -17,6 +17,7 @@ themselves. Each module does one job:
 - `heretic_host`: heretic-llm's own `Settings` and `Model` inside a process;
 - `damage`: damaging a heretic model through its LoRA adapters;
 - `memory_peak`: the peak memory that one call allocates;
+- `readme_example`: the README's library example, extracted for tests and CI;
 - `free_running`: free-running N-token KL, as heretic pull request #209
   proposed it (the evidence study and the scoring benchmark share it).
 """

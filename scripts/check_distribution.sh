@@ -126,12 +126,12 @@ if [ -n "${HERETIC_KL_EXAMPLE_MODEL:-}" ]; then
 else
     step "Preparing SmolLM2-135M-Instruct"
     bash scripts/setup_environment.sh test
-    model="$(.venv/bin/python scripts/prepare_smollm2.py)"
+    model="$(.venv/bin/python -m development.smollm2)"
 fi
 
 # Every command runs in an empty folder outside the repository.
 mkdir "$work/run"
-"$work/tools/bin/python" scripts/readme_example.py --output "$work/run/readme_example.py"
+"$work/tools/bin/python" -m development.readme_example --output "$work/run/readme_example.py"
 cd "$work/run"
 
 step "heretic-kl --version"

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from readme_example import MODEL_VARIABLE, readme_example
+
+from development.readme_example import MODEL_VARIABLE, readme_example
 
 
 def test_readme_has_one_python_block_in_the_library_section() -> None:

@@ -6,7 +6,7 @@ The README's library example (section "As a library in your own heretic
 fork"), extracted from README.md so that tests and CI run exactly what the
 README shows.
 
-    python scripts/readme_example.py [--output PATH]
+    python -m development.readme_example [--output PATH]
 
 prints the example's code, or writes it to PATH. It uses the standard library
 only, so that any Python can extract it, the fresh environment of
