@@ -93,20 +93,30 @@ def settings_with_sources(
     return Settings
 
 
+def source_without_tables(
+    settings_class: type[BaseSettings],
+    source: PydanticBaseSettingsSource,
+    tables: tuple[str, ...],
+) -> FilteredSource:
+    """`source` without the top-level `tables` (of `config.toml`)."""
+
+    def without_tables(values: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in values.items() if key not in tables}
+
+    return FilteredSource(settings_class, source, without_tables)
+
+
 def settings_without_tables(
     settings_class: type[BaseSettings], tables: tuple[str, ...]
 ) -> type[BaseSettings]:
     """Returns a subclass of heretic's `Settings` that ignores `tables` of `config.toml`."""
-
-    def without_tables(values: dict[str, Any]) -> dict[str, Any]:
-        return {key: value for key, value in values.items() if key not in tables}
 
     def hide_tables(
         settings_cls: type[BaseSettings],
         sources: tuple[PydanticBaseSettingsSource, ...],
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return tuple(
-            FilteredSource(settings_cls, source, without_tables)
+            source_without_tables(settings_cls, source, tables)
             if isinstance(source, TomlConfigSettingsSource)
             else source
             for source in sources

@@ -23,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from ..settings_sources import FilteredSource
+from ..settings_sources import source_without_tables
 from .launch import PLUGIN_TABLES
 
 #: Options that make 1.4.0 run something other than a study.
@@ -67,7 +67,7 @@ def heretic_settings_preview(heretic_arguments: list[str]) -> Any | None:
                 EnvSettingsSource(settings_cls, env_prefix="HERETIC_"),
                 dotenv_settings,
                 file_secret_settings,
-                FilteredSource(
+                source_without_tables(
                     settings_cls,
                     TomlConfigSettingsSource(settings_cls, toml_file="config.toml"),
                     PLUGIN_TABLES,
