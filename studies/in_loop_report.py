@@ -384,7 +384,7 @@ def summary_markdown(
 
 def picks_figure(rows: list[dict[str, Any]], measure: str, path: Path) -> None:
     """Every study's picks in (refusals, damage): one step line per study, by arm."""
-    from evidence_plots import import_pyplot
+    from studies.evidence_plots import import_pyplot
 
     pyplot = import_pyplot()
     figure, axis = pyplot.subplots(figsize=(7, 4.5))
@@ -424,7 +424,7 @@ def goodhart_figure(
     rows: list[dict[str, Any]], analysis: dict[str, Any], path: Path
 ) -> None:
     """First-token KL against the accuracy drop for every measured trial, by arm."""
-    from evidence_plots import import_pyplot
+    from studies.evidence_plots import import_pyplot
 
     pyplot = import_pyplot()
     figure, axes = pyplot.subplots(1, 2, figsize=(11, 4.5))
