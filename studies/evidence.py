@@ -62,6 +62,7 @@ from studies.kl_measures import (
     TEACHER_FORCED_TOKENS,
     KLMeasures,
 )
+from studies.study_options import add_size_options, fill_sizes, positive
 from studies.study_setup import (
     SMOLLM2,
     load_bundled_prompts,
@@ -116,14 +117,6 @@ SMOKE = StudySize(
 )
 
 
-def positive(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
 def parse_arguments(arguments: list[str]) -> argparse.Namespace:
     """Parses the command line; sizes left out come from the full or the smoke preset."""
     parser = argparse.ArgumentParser(
@@ -132,35 +125,23 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--model", default=SMOLLM2, help="'smollm2' or a model folder")
     parser.add_argument(
-        "--abliterations", type=positive, help="abliterated models (40)"
-    )
-    parser.add_argument(
         "--seed", type=int, default=0, help="seed of sampling and bootstrap"
     )
-    parser.add_argument("--prompts", type=positive, help="KL prompts (48)")
-    parser.add_argument(
-        "--questions",
-        type=positive,
-        help="questions kept at most (all the original answers)",
-    )
-    parser.add_argument(
-        "--question-tokens", type=positive, help="tokens per answer (20)"
-    )
-    parser.add_argument("--heldout", type=positive, help="held-out prompts (24)")
-    parser.add_argument(
-        "--heldout-tokens", type=positive, help="tokens per held-out answer (64)"
-    )
-    parser.add_argument(
-        "--direction-prompts",
-        type=positive,
-        help="harmless and harmful direction prompts (128)",
-    )
-    parser.add_argument("--bootstrap", type=positive, help="bootstrap resamples (2000)")
-    parser.add_argument("--batch-size", type=positive, help="prompts per batch (16)")
-    parser.add_argument(
-        "--question-batch-size",
-        type=positive,
-        help="questions per generation batch (64)",
+    add_size_options(
+        parser,
+        FULL,
+        {
+            "abliterations": "abliterated models",
+            "prompts": "KL prompts",
+            "questions": "questions kept at most, of those the original answers correctly",
+            "question_tokens": "tokens per answer",
+            "heldout": "held-out prompts",
+            "heldout_tokens": "tokens per held-out answer",
+            "direction_prompts": "harmless and harmful direction prompts",
+            "bootstrap": "bootstrap resamples",
+            "batch_size": "prompts per batch",
+            "question_batch_size": "questions per generation batch",
+        },
     )
     parser.add_argument(
         "--threads",
@@ -179,10 +160,7 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         "get_logprobs (on with --smoke)",
     )
     options = parser.parse_args(arguments)
-    preset = SMOKE if options.smoke else FULL
-    for field in StudySize.__dataclass_fields__:
-        if getattr(options, field) is None:
-            setattr(options, field, getattr(preset, field))
+    fill_sizes(options, FULL, SMOKE)
     options.verify = options.verify or options.smoke
     return options
 

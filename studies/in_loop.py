@@ -84,6 +84,12 @@ from studies.in_loop_state import (
     study_key,
     write_json_atomically,
 )
+from studies.study_options import (
+    add_size_options,
+    fill_sizes,
+    not_negative,
+    positive,
+)
 from studies.study_setup import (
     SMOLLM2,
     bundled_data_path,
@@ -224,22 +230,6 @@ SMOKE = StudySize(
 )
 
 
-def positive(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
-
-
-def not_negative(text: str) -> int:
-    """An argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
 def arm_list(text: str) -> list[str]:
     """An argparse type: a comma-separated list of known arms."""
     names = [name.strip() for name in text.split(",") if name.strip()]
@@ -266,54 +256,27 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         help=f"comma-separated arms among {', '.join(ARMS)} "
         f"(default {','.join(DEFAULT_ARMS)})",
     )
-    parser.add_argument("--seeds", type=positive, help="seeds 0 .. n-1 per arm (5)")
-    parser.add_argument("--trials", type=positive, help="trials per study (30)")
-    parser.add_argument(
-        "--startup-trials",
-        type=positive,
-        help="heretic's n_startup_trials, the random trials before TPE (10)",
-    )
-    parser.add_argument(
-        "--direction-prompts",
-        type=positive,
-        help="harmless and harmful prompts for the refusal directions (32)",
-    )
-    parser.add_argument(
-        "--kl-prompts",
-        type=positive,
-        help="harmless evaluation prompts on which KL is measured (16)",
-    )
-    parser.add_argument(
-        "--harmful-prompts",
-        type=positive,
-        help="harmful evaluation prompts on which refusals are counted (64)",
-    )
-    parser.add_argument(
-        "--response-tokens",
-        type=positive,
-        help="heretic's max_response_length for counting refusals (8)",
-    )
-    parser.add_argument(
-        "--questions", type=positive, help="questions kept at most (64)"
-    )
-    parser.add_argument(
-        "--question-tokens", type=positive, help="tokens per answer (16)"
-    )
-    parser.add_argument("--heldout", type=positive, help="held-out prompts (16)")
-    parser.add_argument(
-        "--heldout-tokens", type=positive, help="tokens per held-out answer (32)"
-    )
-    parser.add_argument(
-        "--damage-sample",
-        type=not_negative,
-        help="non-Pareto trials per study whose damage is measured too (3)",
-    )
-    parser.add_argument("--bootstrap", type=positive, help="bootstrap resamples (2000)")
-    parser.add_argument("--batch-size", type=positive, help="heretic's batch size (16)")
-    parser.add_argument(
-        "--question-batch-size",
-        type=positive,
-        help="questions per generation batch (32)",
+    add_size_options(
+        parser,
+        FULL,
+        {
+            "seeds": "seeds 0 .. n-1 per arm",
+            "trials": "trials per study",
+            "startup_trials": "heretic's n_startup_trials, the random trials before TPE",
+            "direction_prompts": "harmless and harmful prompts for the refusal directions",
+            "kl_prompts": "harmless evaluation prompts on which KL is measured",
+            "harmful_prompts": "harmful evaluation prompts on which refusals are counted",
+            "response_tokens": "heretic's max_response_length for counting refusals",
+            "questions": "questions kept at most",
+            "question_tokens": "tokens per answer",
+            "heldout": "held-out prompts",
+            "heldout_tokens": "tokens per held-out answer",
+            "damage_sample": "non-Pareto trials per study whose damage is measured too",
+            "bootstrap": "bootstrap resamples",
+            "batch_size": "heretic's batch size",
+            "question_batch_size": "questions per generation batch",
+        },
+        types={"damage_sample": not_negative},
     )
     parser.add_argument(
         "--threads",
@@ -346,10 +309,7 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         help="write the report from the state files, running and measuring nothing",
     )
     options = parser.parse_args(arguments)
-    preset = SMOKE if options.smoke else FULL
-    for field in StudySize.__dataclass_fields__:
-        if getattr(options, field) is None:
-            setattr(options, field, getattr(preset, field))
+    fill_sizes(options, FULL, SMOKE)
     if options.startup_trials > options.trials:
         parser.error("--startup-trials must not exceed --trials")
     return options

@@ -65,8 +65,8 @@ def run_launcher(
     )
 
 
-def write_study_config(directory: Path, extra: str = "") -> None:
-    """A heretic config for a fast CPU study with local prompt files."""
+def write_study_config(directory: Path, extra: str = "", trials: int = 3) -> None:
+    """A heretic config for a fast CPU study of `trials` trials with local prompt files."""
     for name, source in {
         "good.txt": "harmless_directions.txt",
         "bad.txt": "harmful_directions.txt",
@@ -80,7 +80,7 @@ def write_study_config(directory: Path, extra: str = "") -> None:
         'dtypes = ["float32"]\n'
         "batch_size = 8\n"
         "max_response_length = 6\n"
-        "n_trials = 3\n"
+        f"n_trials = {trials}\n"
         "n_startup_trials = 2\n"
         "seed = 1\n"
         'study_checkpoint_dir = "checkpoints"\n'

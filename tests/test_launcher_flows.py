@@ -14,7 +14,6 @@ import os
 import pty
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +43,8 @@ from heretic_teacher_forced_kl.errors import UsageError
 from heretic_teacher_forced_kl.names import TEACHER_FORCED_KL_PLUGIN
 from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings
 from tests.support.repository import environment_with_repository, module_command
+from tests.test_launcher import LAUNCHER, write_study_config
 
-TESTS_DIRECTORY = Path(__file__).resolve().parent
-PROMPTS_DIRECTORY = (
-    TESTS_DIRECTORY.parent / "src" / "heretic_teacher_forced_kl" / "data" / "prompts"
-)
-LAUNCHER = [sys.executable, "-m", "heretic_teacher_forced_kl.cli"]
 
 #: The line of a run whose standard input is not a terminal.
 AUTOMATIC_LINE = (
@@ -675,32 +670,6 @@ def test_storage_saves_the_measure_when_heretic_saves_its_settings(
 # Real heretic-llm 1.4.0 runs.
 
 
-def write_study_config(directory: Path, extra: str = "") -> None:
-    """A heretic config for a fast CPU study of two trials with local prompt files."""
-    for name, source in {
-        "good.txt": "harmless_directions.txt",
-        "bad.txt": "harmful_directions.txt",
-        "good-evaluation.txt": "harmless_evaluation.txt",
-        "bad-evaluation.txt": "harmful_evaluation.txt",
-    }.items():
-        lines = (PROMPTS_DIRECTORY / source).read_text().splitlines()
-        (directory / name).write_text("\n".join(lines[:8]) + "\n")
-    (directory / "config.toml").write_text(
-        'device_map = "cpu"\n'
-        'dtypes = ["float32"]\n'
-        "batch_size = 8\n"
-        "max_response_length = 6\n"
-        "n_trials = 2\n"
-        "n_startup_trials = 2\n"
-        "seed = 1\n"
-        'study_checkpoint_dir = "checkpoints"\n'
-        'good_prompts = { dataset = "good.txt" }\n'
-        'bad_prompts = { dataset = "bad.txt" }\n'
-        'good_evaluation_prompts = { dataset = "good-evaluation.txt" }\n'
-        'bad_evaluation_prompts = { dataset = "bad-evaluation.txt" }\n' + extra
-    )
-
-
 def pareto_trials(output: str) -> list[int]:
     """The trial numbers of the Pareto front that a non-interactive run printed."""
     return [int(number) for number in re.findall(r"^\* \[Trial +(\d+)\]", output, re.M)]
@@ -710,7 +679,7 @@ def pareto_trials(output: str) -> list[int]:
 def test_1_4_0_study_keeps_its_measure_and_saves_models_when_continued(
     tmp_path: Path, tiny_llama_path: Path
 ) -> None:
-    write_study_config(tmp_path)
+    write_study_config(tmp_path, trials=2)
     model = str(tiny_llama_path)
 
     # No terminal: non-interactive, automatically.
@@ -758,7 +727,9 @@ def test_1_4_0_study_keeps_its_measure_and_saves_models_when_continued(
 def test_1_4_0_study_begun_with_first_token_kl_stays_so(
     tmp_path: Path, tiny_llama_path: Path
 ) -> None:
-    write_study_config(tmp_path, "\n[scorer.TeacherForcedKL]\nkl_tokens = 5\n")
+    write_study_config(
+        tmp_path, "\n[scorer.TeacherForcedKL]\nkl_tokens = 5\n", trials=2
+    )
     model = str(tiny_llama_path)
     first = run(
         LAUNCHER + ["--scorer", "kl-divergence", "--non-interactive", model], tmp_path

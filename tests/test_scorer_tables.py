@@ -90,41 +90,36 @@ def test_misspelled_key_stops_init_with_the_launchers_line(
     assert str(launcher_error.value) == message
 
 
-def test_misspelled_key_of_an_instance_table_stops_init(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("tables", "expected"),
+    [
+        pytest.param(
+            "[scorer.TeacherForcedKL]\nkl_tokens = 3\n"
+            "[scorer.TeacherForcedKL_long]\nkl_tokens = 8\nposition_weight_decy = 0.9\n",
+            "config.toml [scorer.TeacherForcedKL_long] position_weight_decy: "
+            "Extra inputs are not permitted (got 0.9)",
+            id="misspelled key of an instance table",
+        ),
+        pytest.param(
+            "[scorer.TeacherForcedKL_lnog]\nkl_tokens = 8\n",
+            "config.toml [scorer.TeacherForcedKL_lnog]: no entry of scorers runs "
+            "TeacherForcedKL with instance_name 'lnog' (configured instance names: long)",
+            id="table of no configured instance",
+        ),
+    ],
+)
+def test_bad_instance_table_stops_init(
+    tables: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = (
         "scorers = [\n"
         f'    {{ plugin = "{TEACHER_FORCED_KL_PLUGIN}", optimization = "minimize", '
         'instance_name = "long" },\n'
-        "]\n"
-        "[scorer.TeacherForcedKL]\nkl_tokens = 3\n"
-        "[scorer.TeacherForcedKL_long]\nkl_tokens = 8\nposition_weight_decy = 0.9\n"
+        "]\n" + tables
     )
     heretic_settings = host_settings(tmp_path, config, monkeypatch)
     message = init_error(scorer_as_heretic_builds_it(heretic_settings))
-    assert message.startswith(
-        "config.toml [scorer.TeacherForcedKL_long] position_weight_decy: "
-        "Extra inputs are not permitted (got 0.9)"
-    )
-
-
-def test_table_of_no_configured_instance_stops_init(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = (
-        "scorers = [\n"
-        f'    {{ plugin = "{TEACHER_FORCED_KL_PLUGIN}", optimization = "minimize", '
-        'instance_name = "long" },\n'
-        "]\n"
-        "[scorer.TeacherForcedKL_lnog]\nkl_tokens = 8\n"
-    )
-    heretic_settings = host_settings(tmp_path, config, monkeypatch)
-    message = init_error(scorer_as_heretic_builds_it(heretic_settings))
-    assert message.startswith(
-        "config.toml [scorer.TeacherForcedKL_lnog]: no entry of scorers runs "
-        "TeacherForcedKL with instance_name 'lnog' (configured instance names: long)"
-    )
+    assert message.startswith(expected)
 
 
 def test_valid_tables_pass_and_init_goes_on_to_the_model(
