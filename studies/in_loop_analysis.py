@@ -19,6 +19,9 @@ The in-loop study's analysis: what a user gets from each arm's Pareto front.
 - Goodhart check: over all trials whose damage was measured, pooled over the
   arms, the thresholds of the lowest third of first-token KL and of the
   highest third of each damage measure; per arm, the number of trials in both.
+- KL shape check: per arm, the ratio of teacher-forced to first-token KL of
+  the guided trials against that of the random startup trials, which every
+  trial has (no damage measurement needed).
 """
 
 from collections.abc import Sequence
@@ -461,6 +464,69 @@ def goodhart_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def kl_shape_check(
+    rows: list[dict[str, Any]], resamples: int, seed: int
+) -> dict[str, Any]:
+    """
+    Whether a search's guided trials move damage past the first token: per
+    arm, the ratio of teacher-forced KL (N = 3) to first-token KL of every
+    trial with both, its median over the random startup trials (the same
+    models in every arm of a seed) and over the guided trials, and per seed
+    the guided median minus the startup median, averaged over seeds with a
+    bootstrap interval. A search that exploits first-token KL's blind spot
+    finds models whose later positions diverge more than their first, which
+    raises the ratio of its guided trials.
+    """
+    arms = []
+    for arm in dict.fromkeys(row["arm"] for row in rows):
+        ratios: dict[tuple[int, bool], list[float]] = {}
+        for row in rows:
+            first_token = row["first_token_kl"]
+            teacher_forced = row["teacher_forced_kl"]
+            if row["arm"] != arm or first_token is None or teacher_forced is None:
+                continue
+            if first_token <= 0:
+                continue
+            ratios.setdefault((row["seed"], row["startup"]), []).append(
+                teacher_forced / first_token
+            )
+        seeds = sorted(
+            {
+                study_seed
+                for study_seed, _ in ratios
+                if (study_seed, True) in ratios and (study_seed, False) in ratios
+            }
+        )
+        differences = [
+            float(
+                np.median(ratios[(study_seed, False)])
+                - np.median(ratios[(study_seed, True)])
+            )
+            for study_seed in seeds
+        ]
+
+        def pooled(startup: bool) -> float | None:
+            values = [
+                value
+                for (_, is_startup), entries in ratios.items()
+                if is_startup == startup
+                for value in entries
+            ]
+            return float(np.median(values)) if values else None
+
+        arms.append(
+            {
+                "arm": arm,
+                "seeds": seeds,
+                "median_ratio_startup": pooled(True),
+                "median_ratio_guided": pooled(False),
+                "per_seed_difference": dict(zip(seeds, differences)),
+                "mean_difference": mean_interval(differences, resamples, seed),
+            }
+        )
+    return {"arms": arms}
+
+
 def startup_agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """
     Whether the random startup trials of a seed coincide across arms: same
@@ -494,5 +560,6 @@ def analyze(
         "arms": arm_summaries(rows),
         "comparisons": comparisons,
         "goodhart": goodhart_check(rows),
+        "kl_shape": kl_shape_check(rows, resamples, seed),
         "startup_agreement": startup_agreement(rows),
     }

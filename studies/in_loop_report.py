@@ -239,6 +239,33 @@ def goodhart_table(goodhart: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def kl_shape_table(kl_shape: dict[str, Any]) -> list[str]:
+    """The KL shape check's ratios per arm."""
+    if not kl_shape["arms"]:
+        return ["No trial has both KL measures yet.", ""]
+    lines = [
+        "Ratio of teacher-forced KL (N = 3) to first-token KL of every re-measured "
+        "trial: its median over the random startup trials (the same models in every "
+        "arm of a seed) and over the guided (TPE) trials; per seed, the guided median "
+        "minus the startup median, averaged over seeds with a 95% bootstrap interval. "
+        "A search that finds models whose later positions diverge more than the first "
+        "raises the ratio of its guided trials. The ratio also changes with the amount "
+        "of damage, so compare the arms' differences, not each with zero.",
+        "",
+        "| arm | seeds | median ratio, startup trials | median ratio, guided trials "
+        "| guided minus startup, mean over seeds [95% interval] |",
+        "|---|---|---|---|---|",
+    ]
+    for arm in kl_shape["arms"]:
+        lines.append(
+            f"| {arm['arm']} | {len(arm['seeds'])} | "
+            f"{number(arm['median_ratio_startup'])} | "
+            f"{number(arm['median_ratio_guided'])} | "
+            f"{interval(arm['mean_difference'])} |"
+        )
+    return [*lines, ""]
+
+
 def fronts_table(rows: list[dict[str, Any]]) -> list[str]:
     """Every study's Pareto front: the models a user would pick."""
     lines = [
@@ -357,6 +384,9 @@ def summary_markdown(
         "## Goodhart check",
         "",
         *goodhart_table(analysis["goodhart"]),
+        "## KL shape: do the searches move damage past the first token?",
+        "",
+        *kl_shape_table(analysis["kl_shape"]),
         "## Checks",
         "",
     ]

@@ -20,6 +20,7 @@ import pytest
 
 from studies.in_loop_analysis import (
     heretic_pareto_front,
+    kl_shape_check,
     matched_pairs,
     pick_at_most,
 )
@@ -197,6 +198,8 @@ def test_report_is_written_and_complete(smoke_run: dict[str, Any]) -> None:
     assert analysis["progress"]["complete"]
     (comparison,) = analysis["comparisons"]
     assert comparison["seeds"] == [0]
+    assert [arm["arm"] for arm in analysis["kl_shape"]["arms"]] == list(ARMS)
+    assert "## KL shape" in summary
 
 
 @pytest.mark.smollm2
@@ -254,6 +257,48 @@ def test_picks_at_matched_refusal_counts() -> None:
     assert pairs[0]["difference_accuracy_drop"] == pytest.approx(-0.05)
     assert pairs[1]["difference_accuracy_drop"] == pytest.approx(0.05)
     assert not any(pair["exact"] for pair in pairs)
+
+
+def shape_row(
+    arm: str, seed: int, startup: bool, first_token: float, teacher_forced: float
+) -> dict[str, Any]:
+    """A trial row with both KL measures, for the KL shape check."""
+    return {
+        "arm": arm,
+        "seed": seed,
+        "startup": startup,
+        "first_token_kl": first_token,
+        "teacher_forced_kl": teacher_forced,
+    }
+
+
+def test_kl_shape_check_compares_guided_with_startup_trials_per_seed() -> None:
+    rows = [
+        # Seed 0: startup ratios 0.5 and 0.7 (median 0.6), guided 0.9.
+        shape_row("first-token", 0, True, 0.02, 0.01),
+        shape_row("first-token", 0, True, 0.01, 0.007),
+        shape_row("first-token", 0, False, 0.01, 0.009),
+        # Seed 1: startup 0.5, guided 0.6 and 0.8 (median 0.7).
+        shape_row("first-token", 1, True, 0.02, 0.01),
+        shape_row("first-token", 1, False, 0.01, 0.006),
+        shape_row("first-token", 1, False, 0.01, 0.008),
+        # Missing or zero first-token KL does not count; seed 2 has no guided trial.
+        shape_row("first-token", 1, False, 0.0, 0.008),
+        {**shape_row("first-token", 1, False, 0.01, 0.0), "teacher_forced_kl": None},
+        shape_row("first-token", 2, True, 0.01, 0.005),
+        shape_row("teacher-forced-3", 0, True, 0.02, 0.01),
+        shape_row("teacher-forced-3", 0, False, 0.02, 0.01),
+    ]
+    first_token, teacher_forced = kl_shape_check(rows, resamples=200, seed=0)["arms"]
+    assert first_token["arm"] == "first-token" and first_token["seeds"] == [0, 1]
+    assert first_token["per_seed_difference"] == pytest.approx({0: 0.3, 1: 0.2})
+    assert first_token["mean_difference"]["estimate"] == pytest.approx(0.25)
+    assert first_token["mean_difference"]["count"] == 2
+    # Pooled medians: startup 0.5, 0.7, 0.5, 0.5; guided 0.9, 0.6, 0.8.
+    assert first_token["median_ratio_startup"] == pytest.approx(0.5)
+    assert first_token["median_ratio_guided"] == pytest.approx(0.8)
+    assert teacher_forced["per_seed_difference"] == pytest.approx({0: 0.0})
+    assert teacher_forced["mean_difference"]["low"] is None
 
 
 def test_checkpoint_reading_refuses_an_unfinished_study(tmp_path: Path) -> None:
