@@ -96,8 +96,8 @@ for name in ("py.typed", "config.default.toml"):
 prompt_files = [
     name for name in wheel_names if name.startswith(f"{package}/data/prompts/")
 ]
-if len(prompt_files) < 5:
-    problems.append(f"the wheel holds {len(prompt_files)} prompt files, expected 5")
+if len(prompt_files) != 4:
+    problems.append(f"the wheel holds {len(prompt_files)} prompt files, expected 4")
 tests = sorted(name for name in sdist_names if name.startswith("tests/"))
 if tests:
     problems.append(f"the sdist ships tests without their helpers: {tests}")

@@ -34,6 +34,9 @@ from heretic_teacher_forced_kl.metric.reference import (
 #: The question set of the studies (not shipped with the package).
 QUESTIONS_PATH = Path(__file__).resolve().parent / "data" / "factual_arithmetic.jsonl"
 
+#: The held-out prompts whose original answers give the NLL measure of damage.
+HELDOUT_PROMPTS_PATH = Path(__file__).resolve().parent / "data" / "heldout_prompts.txt"
+
 #: How often the original's answers are re-checked in the measurement's batches.
 CONFIRMATION_ROUNDS = 5
 

@@ -49,6 +49,7 @@ from studies.abliteration_sampling import (
     sample_abliterations,
 )
 from studies.damage_measures import (
+    HELDOUT_PROMPTS_PATH,
     QUESTIONS_PATH,
     HeldoutLikelihood,
     QuestionAccuracy,
@@ -66,6 +67,7 @@ from studies.study_options import add_size_options, fill_sizes, positive
 from studies.study_setup import (
     SMOLLM2,
     load_bundled_prompts,
+    load_prompt_file,
     load_heretic_model,
     refusal_directions,
     resolve_model_path,
@@ -241,9 +243,7 @@ def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
     log(
         f"Held-out answers: {options.heldout} prompts x {options.heldout_tokens} tokens"
     )
-    heldout_prompts = load_bundled_prompts(
-        model, "heldout_prompts.txt", options.heldout
-    )
+    heldout_prompts = load_prompt_file(model, HELDOUT_PROMPTS_PATH, options.heldout)
     heldout = HeldoutLikelihood(model, heldout_prompts, options.heldout_tokens)
 
     layers = len(model.get_layers())

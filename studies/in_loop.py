@@ -58,7 +58,7 @@ from typing import Any
 import optuna
 import torch
 import transformers
-from heretic.config import DatasetSpecification, Settings
+from heretic.config import Settings
 from heretic.model import AbliterationParameters, Model
 from heretic.utils import load_prompts
 from optuna.storages import JournalStorage
@@ -71,6 +71,7 @@ from optuna.trial import TrialState
 from development.heretic_host import neutral_command_line
 from heretic_teacher_forced_kl.metric.engine import TeacherForcedKLEngine
 from studies.damage_measures import (
+    HELDOUT_PROMPTS_PATH,
     QUESTIONS_PATH,
     HeldoutLikelihood,
     QuestionAccuracy,
@@ -93,6 +94,7 @@ from studies.study_options import (
 from studies.study_setup import (
     SMOLLM2,
     bundled_data_path,
+    load_prompt_file,
     refusal_directions,
     resolve_model_path,
 )
@@ -689,12 +691,8 @@ class Measurer:
                 f"Held-out answers: {options.heldout} prompts x "
                 f"{options.heldout_tokens} tokens"
             )
-            heldout_prompts = load_prompts(
-                self.model.settings,
-                DatasetSpecification(
-                    dataset=str(bundled_data_path("prompts", "heldout_prompts.txt")),
-                    split=f"[:{options.heldout}]",
-                ),
+            heldout_prompts = load_prompt_file(
+                self.model, HELDOUT_PROMPTS_PATH, options.heldout
             )
             self.heldout = HeldoutLikelihood(
                 self.model, heldout_prompts, options.heldout_tokens

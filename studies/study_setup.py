@@ -73,21 +73,25 @@ def bundled_data_path(*parts: str) -> Path:
     return path
 
 
-def load_bundled_prompts(model: Model, name: str, count: int) -> list[Prompt]:
+def load_prompt_file(model: Model, path: Path, count: int) -> list[Prompt]:
     """
-    Loads the first `count` prompts of the bundled prompt file `name` through
-    heretic's `load_prompts`, which adds heretic's system prompt.
+    Loads the first `count` prompts of the prompt file `path` through heretic's
+    `load_prompts`, which adds heretic's system prompt.
     """
-    path = bundled_data_path("prompts", name)
     prompts = load_prompts(
         model.settings, DatasetSpecification(dataset=str(path), split=f"[:{count}]")
     )
     if len(prompts) < count:
         raise ValueError(
-            f"{name} holds only {len(prompts)} prompts, but {count} were requested; "
-            "lower the matching option."
+            f"{path.name} holds only {len(prompts)} prompts, but {count} were "
+            "requested; lower the matching option."
         )
     return prompts
+
+
+def load_bundled_prompts(model: Model, name: str, count: int) -> list[Prompt]:
+    """The first `count` prompts of the package's bundled prompt file `name`."""
+    return load_prompt_file(model, bundled_data_path("prompts", name), count)
 
 
 def refusal_directions(
