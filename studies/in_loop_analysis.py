@@ -243,6 +243,35 @@ def mean_interval(
     return {**intervals["mean"].record(), "count": len(values)}
 
 
+def sign_flip_test(values: list[float]) -> dict[str, Any]:
+    """
+    How many of the per-seed differences are negative and positive, and the
+    exact two-sided sign-flip (paired permutation) p-value of their mean: the
+    share of the 2^n sign assignments whose mean is at least as far from zero.
+    With n seeds the smallest possible p-value is 2 / 2^n (0.0625 for 5 seeds).
+    """
+    if not values:
+        return {"negative": 0, "positive": 0, "p_value": None, "smallest_p_value": None}
+    magnitudes = np.abs(np.asarray(values, dtype=np.float64))
+    observed = abs(float(np.mean(values)))
+    count = len(values)
+    signs = np.array(
+        [
+            [1 if (pattern >> index) & 1 else -1 for index in range(count)]
+            for pattern in range(2**count)
+        ],
+        dtype=np.float64,
+    )
+    means = np.abs(signs @ magnitudes) / count
+    extreme = int(np.sum(means >= observed - 1e-12))
+    return {
+        "negative": sum(value < 0 for value in values),
+        "positive": sum(value > 0 for value in values),
+        "p_value": extreme / 2**count,
+        "smallest_p_value": 2 / 2**count if count > 0 else None,
+    }
+
+
 def compare_arms(
     rows: list[dict[str, Any]], other_arm: str, resamples: int, seed: int
 ) -> dict[str, Any]:
@@ -290,16 +319,19 @@ def compare_arms(
                 },
             }
         )
+    seed_differences = {
+        measure: [
+            entry[f"mean_difference_{measure}"]
+            for entry in per_seed
+            if entry[f"mean_difference_{measure}"] is not None
+        ]
+        for measure in DAMAGE_MEASURES
+    }
     overall = {
-        measure: mean_interval(
-            [
-                entry[f"mean_difference_{measure}"]
-                for entry in per_seed
-                if entry[f"mean_difference_{measure}"] is not None
-            ],
-            resamples,
-            seed,
-        )
+        measure: {
+            **mean_interval(seed_differences[measure], resamples, seed),
+            **sign_flip_test(seed_differences[measure]),
+        }
         for measure in DAMAGE_MEASURES
     }
     counts = []

@@ -147,18 +147,29 @@ def comparison_tables(comparison: dict[str, Any]) -> list[str]:
         "Difference of damage between the picks at matched refusal counts "
         f"({other} minus {comparison['baseline']}; negative = {other} hands users "
         "less damaged models), averaged per seed over the matched counts, then over "
-        "seeds with a 95% bootstrap interval over seeds:",
+        "seeds with a 95% bootstrap interval over seeds (a percentile interval over "
+        "so few seeds is narrower than it should be), the seeds on each side of zero, "
+        "and the exact two-sided sign-flip p-value of the mean over seeds:",
         "",
-        "| damage | mean difference [95% interval] | seeds |",
-        "|---|---|---|",
+        f"| damage | mean difference [95% interval] | seeds | seeds favouring {other} "
+        f"| seeds favouring {comparison['baseline']} | sign-flip p |",
+        "|---|---|---|---|---|---|",
     ]
     for measure in DAMAGE_MEASURES:
         statistic = comparison["overall"][measure]
         digits = 3 if measure == "accuracy_drop" else 4
         lines.append(
             f"| {DAMAGE_LABELS[measure]} | {interval(statistic, digits)} | "
-            f"{statistic['count']} |"
+            f"{statistic['count']} | {statistic['negative']} | {statistic['positive']} | "
+            f"{number(statistic['p_value'], 3)} |"
         )
+    smallest = comparison["overall"][DAMAGE_MEASURES[0]]["smallest_p_value"]
+    if smallest is not None:
+        lines += [
+            "",
+            f"With {comparison['overall'][DAMAGE_MEASURES[0]]['count']} seeds the "
+            f"smallest p-value the sign-flip test can give is {smallest:.4f}.",
+        ]
     lines += [
         "",
         "Per seed (matched refusal counts and the mean differences):",

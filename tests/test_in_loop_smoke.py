@@ -23,6 +23,7 @@ from studies.in_loop_analysis import (
     kl_shape_check,
     matched_pairs,
     pick_at_most,
+    sign_flip_test,
 )
 from studies.in_loop_report import CSV_COLUMNS
 
@@ -198,6 +199,7 @@ def test_report_is_written_and_complete(smoke_run: dict[str, Any]) -> None:
     assert analysis["progress"]["complete"]
     (comparison,) = analysis["comparisons"]
     assert comparison["seeds"] == [0]
+    assert comparison["overall"]["accuracy_drop"]["smallest_p_value"] == 1.0
     assert [arm["arm"] for arm in analysis["kl_shape"]["arms"]] == list(ARMS)
     assert "## KL shape" in summary
 
@@ -257,6 +259,21 @@ def test_picks_at_matched_refusal_counts() -> None:
     assert pairs[0]["difference_accuracy_drop"] == pytest.approx(-0.05)
     assert pairs[1]["difference_accuracy_drop"] == pytest.approx(0.05)
     assert not any(pair["exact"] for pair in pairs)
+
+
+def test_sign_flip_test_is_exact() -> None:
+    # Five seeds all on one side: only the two all-same-sign assignments are as extreme.
+    result = sign_flip_test([-0.01, -0.02, -0.03, -0.04, -0.05])
+    assert (result["negative"], result["positive"]) == (5, 0)
+    assert result["p_value"] == pytest.approx(2 / 32)
+    assert result["smallest_p_value"] == pytest.approx(2 / 32)
+    # Mean 0.1 of [0.3, -0.1]: the assignments (+,+), (+,-) and their mirrors
+    # give |mean| 0.2, 0.1, 0.1, 0.2, all at least 0.1.
+    assert sign_flip_test([0.3, -0.1])["p_value"] == pytest.approx(1.0)
+    # [0.3, 0.1, 0.1]: |means| over the 8 assignments are 0.5/3 (twice),
+    # 0.3/3 (four times), 0.1/3 (twice); only the 2 of 0.5/3 are as extreme.
+    assert sign_flip_test([0.3, 0.1, 0.1])["p_value"] == pytest.approx(2 / 8)
+    assert sign_flip_test([])["p_value"] is None
 
 
 def shape_row(
