@@ -94,6 +94,7 @@ def trial_rows(
                         "trial": trial["trial"],
                         "refusals": trial["refusals"],
                         "bad_prompts": trial["bad_prompts"],
+                        "base_refusals": study["base_refusals"],
                         "first_token_kl": measured_kl.get("first_token_kl"),
                         "teacher_forced_kl": measured_kl.get("teacher_forced_kl"),
                         "accuracy_drop": measured_damage.get("accuracy_drop"),
@@ -273,9 +274,17 @@ def sign_flip_test(values: list[float]) -> dict[str, Any]:
 
 
 def compare_arms(
-    rows: list[dict[str, Any]], other_arm: str, resamples: int, seed: int
+    rows: list[dict[str, Any]],
+    other_arm: str,
+    resamples: int,
+    seed: int,
+    below_original: bool = False,
 ) -> dict[str, Any]:
-    """The other arm's picks against the first-token arm's, paired by seed."""
+    """
+    The other arm's picks against the first-token arm's, paired by seed; with
+    `below_original`, only at refusal counts below the original model's (the
+    picks that refuse less than the model a user started from).
+    """
     fronts = study_fronts(rows)
     seeds = sorted(
         {row["seed"] for row in rows if row["arm"] == BASELINE_ARM}
@@ -288,6 +297,13 @@ def compare_arms(
             fronts.get((BASELINE_ARM, study_seed), []),
             fronts.get((other_arm, study_seed), []),
         )
+        if below_original:
+            original = min(
+                row["base_refusals"]
+                for row in rows
+                if row["seed"] == study_seed and row["arm"] in (BASELINE_ARM, other_arm)
+            )
+            pairs = [pair for pair in pairs if pair["refusals"] < original]
         complete = [
             pair
             for pair in pairs
@@ -367,6 +383,7 @@ def compare_arms(
     return {
         "baseline": BASELINE_ARM,
         "other": other_arm,
+        "below_original": below_original,
         "seeds": seeds,
         "per_seed": per_seed,
         "overall": overall,
@@ -583,14 +600,14 @@ def analyze(
 ) -> dict[str, Any]:
     """Every comparison, summary and check of the report."""
     present = [arm for arm in arms if any(row["arm"] == arm for row in rows)]
-    comparisons = [
-        compare_arms(rows, arm, resamples, seed)
-        for arm in present
-        if arm != BASELINE_ARM and BASELINE_ARM in present
-    ]
+    others = [arm for arm in present if arm != BASELINE_ARM and BASELINE_ARM in present]
     return {
         "arms": arm_summaries(rows),
-        "comparisons": comparisons,
+        "comparisons": [compare_arms(rows, arm, resamples, seed) for arm in others],
+        "comparisons_below_original": [
+            compare_arms(rows, arm, resamples, seed, below_original=True)
+            for arm in others
+        ],
         "goodhart": goodhart_check(rows),
         "kl_shape": kl_shape_check(rows, resamples, seed),
         "startup_agreement": startup_agreement(rows),

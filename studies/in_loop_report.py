@@ -138,6 +138,53 @@ def arm_table(analysis: dict[str, Any]) -> list[str]:
     return lines
 
 
+def overall_table(comparison: dict[str, Any]) -> list[str]:
+    """The mean difference over seeds, its interval, the seeds' signs and the test."""
+    other = comparison["other"]
+    lines = [
+        f"| damage | mean difference [95% interval] | seeds | seeds favouring {other} "
+        f"| seeds favouring {comparison['baseline']} | sign-flip p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for measure in DAMAGE_MEASURES:
+        statistic = comparison["overall"][measure]
+        digits = 3 if measure == "accuracy_drop" else 4
+        lines.append(
+            f"| {DAMAGE_LABELS[measure]} | {interval(statistic, digits)} | "
+            f"{statistic['count']} | {statistic['negative']} | {statistic['positive']} | "
+            f"{number(statistic['p_value'], 3)} |"
+        )
+    return lines
+
+
+def below_original_tables(comparison: dict[str, Any]) -> list[str]:
+    """The secondary comparison: only refusal counts below the original's."""
+    lines = [
+        f"#### {comparison['other']} against {comparison['baseline']}, only refusal "
+        "counts below the original model's",
+        "",
+        "The same, restricted to matched refusal counts below the original model's "
+        "own refusal count (the picks that refuse less than the model a user starts "
+        "from; a pick that refuses as often as the original is not what anyone "
+        "abliterates for). A secondary analysis, added after the first two seeds had "
+        "finished; the headline above is the one planned before the run.",
+        "",
+        *overall_table(comparison),
+        "",
+        "| seed | matched refusal counts | mean accuracy-drop difference | "
+        "mean NLL-increase difference |",
+        "|---|---|---|---|",
+    ]
+    for entry in comparison["per_seed"]:
+        counts = ", ".join(str(pair["refusals"]) for pair in entry["pairs"]) or "none"
+        lines.append(
+            f"| {entry['seed']} | {counts} | "
+            f"{number(entry['mean_difference_accuracy_drop'], 3, True)} | "
+            f"{number(entry['mean_difference_nll_increase'], 4, True)} |"
+        )
+    return [*lines, ""]
+
+
 def comparison_tables(comparison: dict[str, Any]) -> list[str]:
     """The headline: damage of the other arm's picks minus the first-token arm's."""
     other = comparison["other"]
@@ -151,18 +198,8 @@ def comparison_tables(comparison: dict[str, Any]) -> list[str]:
         "so few seeds is narrower than it should be), the seeds on each side of zero, "
         "and the exact two-sided sign-flip p-value of the mean over seeds:",
         "",
-        f"| damage | mean difference [95% interval] | seeds | seeds favouring {other} "
-        f"| seeds favouring {comparison['baseline']} | sign-flip p |",
-        "|---|---|---|---|---|---|",
+        *overall_table(comparison),
     ]
-    for measure in DAMAGE_MEASURES:
-        statistic = comparison["overall"][measure]
-        digits = 3 if measure == "accuracy_drop" else 4
-        lines.append(
-            f"| {DAMAGE_LABELS[measure]} | {interval(statistic, digits)} | "
-            f"{statistic['count']} | {statistic['negative']} | {statistic['positive']} | "
-            f"{number(statistic['p_value'], 3)} |"
-        )
     smallest = comparison["overall"][DAMAGE_MEASURES[0]]["smallest_p_value"]
     if smallest is not None:
         lines += [
@@ -391,6 +428,8 @@ def summary_markdown(
         lines += ["No pair of arms has finished yet.", ""]
     for comparison in analysis["comparisons"]:
         lines += comparison_tables(comparison)
+    for comparison in analysis["comparisons_below_original"]:
+        lines += below_original_tables(comparison)
     lines += [
         "## Goodhart check",
         "",

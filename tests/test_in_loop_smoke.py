@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from studies.in_loop_analysis import (
+    compare_arms,
     heretic_pareto_front,
     kl_shape_check,
     matched_pairs,
@@ -259,6 +260,39 @@ def test_picks_at_matched_refusal_counts() -> None:
     assert pairs[0]["difference_accuracy_drop"] == pytest.approx(-0.05)
     assert pairs[1]["difference_accuracy_drop"] == pytest.approx(0.05)
     assert not any(pair["exact"] for pair in pairs)
+
+
+def test_comparison_below_the_original_drops_counts_at_or_above_it() -> None:
+    rows = [
+        {
+            "arm": arm,
+            "seed": 0,
+            "trial": trial,
+            "refusals": refusals,
+            "pareto": True,
+            "base_refusals": 8,
+            "accuracy_drop": damage,
+            "nll_increase": damage / 10,
+        }
+        for arm, trial, refusals, damage in [
+            ("first-token", 1, 3, 0.20),
+            ("first-token", 2, 9, 0.02),
+            ("teacher-forced-3", 3, 3, 0.10),
+            ("teacher-forced-3", 4, 8, 0.05),
+        ]
+    ]
+    every = compare_arms(rows, "teacher-forced-3", resamples=100, seed=0)
+    below = compare_arms(
+        rows, "teacher-forced-3", resamples=100, seed=0, below_original=True
+    )
+    # Every count: 3 (-0.10), 8 (0.05 - 0.20) and 9 (0.05 - 0.02); below 8: only 3.
+    assert [pair["refusals"] for pair in every["per_seed"][0]["pairs"]] == [3, 8, 9]
+    assert every["overall"]["accuracy_drop"]["estimate"] == pytest.approx(
+        (-0.10 - 0.15 + 0.03) / 3
+    )
+    assert [pair["refusals"] for pair in below["per_seed"][0]["pairs"]] == [3]
+    assert below["overall"]["accuracy_drop"]["estimate"] == pytest.approx(-0.10)
+    assert below["below_original"] and not every["below_original"]
 
 
 def test_sign_flip_test_is_exact() -> None:
