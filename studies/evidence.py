@@ -67,8 +67,8 @@ from studies.study_options import add_size_options, fill_sizes, positive
 from studies.study_setup import (
     SMOLLM2,
     load_bundled_prompts,
-    load_prompt_file,
     load_heretic_model,
+    load_prompt_file,
     refusal_directions,
     resolve_model_path,
 )

@@ -45,7 +45,6 @@ from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings
 from tests.support.repository import environment_with_repository, module_command
 from tests.test_launcher import LAUNCHER, write_study_config
 
-
 #: The line of a run whose standard input is not a terminal.
 AUTOMATIC_LINE = (
     "heretic-kl: standard input is not a terminal, so this run is non-interactive"
