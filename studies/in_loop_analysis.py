@@ -573,7 +573,26 @@ def kl_shape_check(
                 "mean_difference": mean_interval(differences, resamples, seed),
             }
         )
-    return {"arms": arms}
+    both = [
+        row
+        for row in rows
+        if row["first_token_kl"] is not None and row["teacher_forced_kl"] is not None
+    ]
+    agreement = (
+        spearman(
+            np.array([row["first_token_kl"] for row in both]),
+            np.array([row["teacher_forced_kl"] for row in both]),
+        )
+        if len(both) >= 3
+        else float("nan")
+    )
+    return {
+        "arms": arms,
+        "trials": len(both),
+        "spearman_first_token_teacher_forced": (
+            float(agreement) if np.isfinite(agreement) else None
+        ),
+    }
 
 
 def startup_agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -311,6 +311,13 @@ def kl_shape_table(kl_shape: dict[str, Any]) -> list[str]:
             f"{number(arm['median_ratio_guided'])} | "
             f"{interval(arm['mean_difference'])} |"
         )
+    lines += [
+        "",
+        "Spearman ρ of first-token KL with teacher-forced KL over all "
+        f"{kl_shape['trials']} re-measured trials (how alike the two measures rank "
+        "the models the searches found): "
+        f"{number(kl_shape['spearman_first_token_teacher_forced'], 2, True)}.",
+    ]
     return [*lines, ""]
 
 

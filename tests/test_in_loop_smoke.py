@@ -340,7 +340,10 @@ def test_kl_shape_check_compares_guided_with_startup_trials_per_seed() -> None:
         shape_row("teacher-forced-3", 0, True, 0.02, 0.01),
         shape_row("teacher-forced-3", 0, False, 0.02, 0.01),
     ]
-    first_token, teacher_forced = kl_shape_check(rows, resamples=200, seed=0)["arms"]
+    shape = kl_shape_check(rows, resamples=200, seed=0)
+    first_token, teacher_forced = shape["arms"]
+    assert shape["trials"] == 10  # Every row with both measures, zero KL included.
+    assert -1.0 <= shape["spearman_first_token_teacher_forced"] <= 1.0
     assert first_token["arm"] == "first-token" and first_token["seeds"] == [0, 1]
     assert first_token["per_seed_difference"] == pytest.approx({0: 0.3, 1: 0.2})
     assert first_token["mean_difference"]["estimate"] == pytest.approx(0.25)
