@@ -157,6 +157,23 @@ def overall_table(comparison: dict[str, Any]) -> list[str]:
     return lines
 
 
+def per_seed_table(comparison: dict[str, Any]) -> list[str]:
+    """Per seed: the matched refusal counts and the mean differences of damage."""
+    lines = [
+        "| seed | matched refusal counts | mean accuracy-drop difference | "
+        "mean NLL-increase difference |",
+        "|---|---|---|---|",
+    ]
+    for entry in comparison["per_seed"]:
+        counts = ", ".join(str(pair["refusals"]) for pair in entry["pairs"]) or "none"
+        lines.append(
+            f"| {entry['seed']} | {counts} | "
+            f"{number(entry['mean_difference_accuracy_drop'], 3, True)} | "
+            f"{number(entry['mean_difference_nll_increase'], 4, True)} |"
+        )
+    return lines
+
+
 def below_original_tables(comparison: dict[str, Any]) -> list[str]:
     """The secondary comparison: only refusal counts below the original's."""
     lines = [
@@ -171,17 +188,8 @@ def below_original_tables(comparison: dict[str, Any]) -> list[str]:
         "",
         *overall_table(comparison),
         "",
-        "| seed | matched refusal counts | mean accuracy-drop difference | "
-        "mean NLL-increase difference |",
-        "|---|---|---|---|",
+        *per_seed_table(comparison),
     ]
-    for entry in comparison["per_seed"]:
-        counts = ", ".join(str(pair["refusals"]) for pair in entry["pairs"]) or "none"
-        lines.append(
-            f"| {entry['seed']} | {counts} | "
-            f"{number(entry['mean_difference_accuracy_drop'], 3, True)} | "
-            f"{number(entry['mean_difference_nll_increase'], 4, True)} |"
-        )
     return [*lines, ""]
 
 
@@ -211,17 +219,8 @@ def comparison_tables(comparison: dict[str, Any]) -> list[str]:
         "",
         "Per seed (matched refusal counts and the mean differences):",
         "",
-        "| seed | matched refusal counts | mean accuracy-drop difference | "
-        "mean NLL-increase difference |",
-        "|---|---|---|---|",
+        *per_seed_table(comparison),
     ]
-    for entry in comparison["per_seed"]:
-        counts = ", ".join(str(pair["refusals"]) for pair in entry["pairs"]) or "none"
-        lines.append(
-            f"| {entry['seed']} | {counts} | "
-            f"{number(entry['mean_difference_accuracy_drop'], 3, True)} | "
-            f"{number(entry['mean_difference_nll_increase'], 4, True)} |"
-        )
     lines += [
         "",
         "Per matched refusal count (seeds whose fronts both offer a pick with at most "
