@@ -2,6 +2,10 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 """Shared pytest fixtures: tiny random models, SmolLM2 and prompt files.
 
+The tests in `tests/master` run against heretic master and the others
+against heretic-llm 1.4.0: each environment of `scripts/test.sh` collects its
+own (`pytest_ignore_collect`).
+
 No machine of this project reaches the Hugging Face Hub, so the Hugging Face
 libraries are put in offline mode before anything imports them. The tiny
 models are built once per test session in a temporary folder; SmolLM2 is
@@ -11,6 +15,7 @@ converted once per machine into the cache directory (see
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -22,6 +27,23 @@ from tests.support.prompt_files import PromptFileWriter, prompt_file_writer
 # This must run before transformers or huggingface_hub is imported, since both
 # read the environment at import time.
 use_offline_environment()
+#: The tests of the plugin path, which run against heretic master (the host
+#: with the plugin API, installed in .venv-master by scripts/test.sh); every
+#: other test runs against heretic-llm 1.4.0 (in .venv).
+MASTER_TESTS = Path(__file__).resolve().parent / "master"
+
+#: Whether the installed heretic has the plugin API (heretic master).
+PLUGIN_HOST = importlib.util.find_spec("heretic.scorer") is not None
+
+
+def pytest_ignore_collect(collection_path: Path) -> bool | None:
+    """Collects the tests of `tests/master` on heretic master only, and the others on 1.4.0."""
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    inside = MASTER_TESTS in collection_path.resolve().parents
+    return inside != PLUGIN_HOST
+
+
 # OpenMP threads that spin while waiting slow torch down several times over
 # whenever another process shares the two cores of a CI machine.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

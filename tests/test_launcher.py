@@ -2,8 +2,9 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-The `heretic-kl` launcher: scorer names, settings precedence, bad input, the
-plugin-API path (against the host double) and real heretic-llm 1.4.0 runs.
+The `heretic-kl` launcher: scorer names, settings precedence, bad input and
+real heretic-llm 1.4.0 runs (the plugin-API path runs against the real heretic
+master in `tests/master`).
 """
 
 import json
@@ -17,12 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic_settings import BaseSettings
 
 from heretic_teacher_forced_kl import TeacherForcedKL
-from heretic_teacher_forced_kl.adapters.settings_sources import (
-    settings_with_scorer_table,
-)
 from heretic_teacher_forced_kl.cli.launcher.config import effective_settings
 from heretic_teacher_forced_kl.cli.launcher.scorers import (
     registered_scorers,
@@ -35,7 +32,6 @@ from heretic_teacher_forced_kl.names import (
     ENTRY_POINT_GROUP,
     TEACHER_FORCED_KL_PLUGIN,
 )
-from tests.support.repository import environment_with_repository, module_command
 
 TESTS_DIRECTORY = Path(__file__).resolve().parent
 PROMPTS_DIRECTORY = (
@@ -180,84 +176,6 @@ def test_built_in_kl_can_replace_teacher_forced_kl() -> None:
     assert replace_kl_scorer(scorers, BUILT_IN_KL_PLUGIN)[1] == {
         "plugin": BUILT_IN_KL_PLUGIN,
         "optimization": "none",
-    }
-
-
-def run_plugin_host(arguments: list[str], directory: Path) -> dict[str, Any]:
-    """Runs the launcher against the plugin-API host double and returns what the host saw."""
-    result = subprocess.run(
-        module_command("tests.support.launcher_plugin_host_driver", *arguments),
-        cwd=directory,
-        env=environment_with_repository(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("HOST "))
-    return json.loads(line.removeprefix("HOST "))
-
-
-def test_plugin_host_runs_chosen_scorer_with_flag_settings(tmp_path: Path) -> None:
-    (tmp_path / "config.toml").write_text(
-        "n_trials = 7\n[scorer.TeacherForcedKL]\nkl_tokens = 4\nposition_weight_decay = 0.5\n"
-    )
-    host = run_plugin_host(
-        ["--kl-tokens", "2", "--n-trials", "5", "some-owner/some-model"], tmp_path
-    )
-    assert host["model"] == "some-owner/some-model"
-    assert host["n_trials"] == 5
-    assert [scorer["plugin"] for scorer in host["scorers"]] == [
-        KEYWORD_RATE["plugin"],
-        TEACHER_FORCED_KL_PLUGIN,
-    ]
-    expected_table = {"kl_tokens": 2, "position_weight_decay": 0.5}
-    assert host["scorer_tables"]["TeacherForcedKL"] == expected_table
-    # The study saves the settings with the table, so a resumed study carries it.
-    assert host["saved_scorer_tables"]["TeacherForcedKL"] == expected_table
-
-
-def test_plugin_host_keeps_configured_scorers_and_their_directions(
-    tmp_path: Path,
-) -> None:
-    scorers = [
-        {"plugin": BUILT_IN_KL_PLUGIN, "optimization": "none"},
-        {"plugin": "my_package.Fluency", "optimization": "maximize"},
-    ]
-    host = run_plugin_host(["--scorers", json.dumps(scorers), "owner/model"], tmp_path)
-    assert [
-        (scorer["plugin"], scorer["optimization"]) for scorer in host["scorers"]
-    ] == [
-        (TEACHER_FORCED_KL_PLUGIN, "none"),
-        ("my_package.Fluency", "maximize"),
-    ]
-
-
-def test_plugin_host_can_run_built_in_kl_for_comparison(tmp_path: Path) -> None:
-    host = run_plugin_host(["--scorer", "kl-divergence", "owner/model"], tmp_path)
-    assert BUILT_IN_KL_PLUGIN in [scorer["plugin"] for scorer in host["scorers"]]
-    assert TEACHER_FORCED_KL_PLUGIN not in [
-        scorer["plugin"] for scorer in host["scorers"]
-    ]
-
-
-def test_scorer_table_source_merges_below_command_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tests.support.doubles.plugin_host_main import Settings
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["heretic", "--model", "m"])
-    (tmp_path / "config.toml").write_text(
-        "[scorer.TeacherForcedKL]\nkl_tokens = 4\nbatch_size = 2\n"
-    )
-    patched: type[BaseSettings] = settings_with_scorer_table(
-        Settings, "TeacherForcedKL", {"kl_tokens": 8}
-    )
-    settings = patched()
-    assert settings.model_extra["scorer"]["TeacherForcedKL"] == {
-        "kl_tokens": 8,
-        "batch_size": 2,
     }
 
 

@@ -2,18 +2,17 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-The launcher's flows around a study: a continued study keeps its damage
-measure (heretic-llm 1.4.0), runs without a terminal answer heretic's menus and
-save models through heretic's own saving code (both hosts), the model may come
-from `config.toml` or `HERETIC_MODEL` on heretic master, and `--kl-prompts`
-replaces the whole prompts table on both hosts.
+The launcher's flows around a study on heretic-llm 1.4.0: a continued study
+keeps its damage measure, runs without a terminal answer heretic's menus and
+save models through heretic's own saving code, and `--kl-prompts` replaces the
+whole prompts table. The same flows on heretic master are in
+`tests/master/test_launcher.py`.
 """
 
-import json
 import os
-import pty
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,13 @@ from heretic_teacher_forced_kl.adapters.menus import (
 )
 from heretic_teacher_forced_kl.cli.launcher.config import effective_settings
 from heretic_teacher_forced_kl.cli.launcher.options import parse_arguments
-from heretic_teacher_forced_kl.cli.launcher.run import requested_export_strategy
+from heretic_teacher_forced_kl.cli.launcher.run import (
+    is_non_interactive,
+    requested_export_strategy,
+)
 from heretic_teacher_forced_kl.errors import UsageError
-from heretic_teacher_forced_kl.names import TEACHER_FORCED_KL_PLUGIN
 from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings
-from tests.support.repository import environment_with_repository, module_command
+from tests.support.repository import environment_with_repository
 from tests.test_launcher import LAUNCHER, write_study_config
 
 #: The line of a run whose standard input is not a terminal.
@@ -79,28 +80,6 @@ def run(
     )
 
 
-def run_master_double(
-    arguments: list[str],
-    directory: Path,
-    driver: str = "tests.support.launcher_plugin_host_driver",
-    **variables: str,
-) -> subprocess.CompletedProcess[str]:
-    """Runs the launcher against a double of heretic master's `heretic.main`."""
-    return run(
-        module_command(driver, *arguments),
-        directory,
-        timeout=300,
-        **variables,
-    )
-
-
-def host_report(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    """What the double of heretic master saw (its `HOST` line)."""
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    line = next(line for line in result.stdout.splitlines() if line.startswith("HOST "))
-    return json.loads(line.removeprefix("HOST "))
-
-
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     """The launcher's one-line error, checked to be one line with exit status 2."""
     output = (result.stdout + result.stderr).strip()
@@ -110,53 +89,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return output
 
 
-# Issue 11 item 2: heretic master with the model only in config.toml or HERETIC_MODEL.
-
-
-def test_master_runs_with_model_only_in_config(tmp_path: Path) -> None:
-    (tmp_path / "config.toml").write_text('model = "owner/configured-model"\n')
-    host = host_report(run_master_double(["--kl-tokens", "3"], tmp_path))
-    assert host["model"] == "owner/configured-model"
-    assert [scorer["plugin"] for scorer in host["scorers"]][
-        -1
-    ] == TEACHER_FORCED_KL_PLUGIN
-    assert host["scorer_tables"]["TeacherForcedKL"] == {"kl_tokens": 3}
-
-
-def test_master_runs_with_model_only_in_environment(tmp_path: Path) -> None:
-    result = run_master_double(
-        ["--kl-tokens", "3"], tmp_path, HERETIC_MODEL="owner/environment-model"
-    )
-    assert host_report(result)["model"] == "owner/environment-model"
-
-
-def test_master_still_takes_a_trailing_model(tmp_path: Path) -> None:
-    host = host_report(run_master_double(["--n-trials", "4", "owner/model"], tmp_path))
-    assert host["model"] == "owner/model"
-    assert host["n_trials"] == 4
-
-
 # Issue 11 item 5: --kl-prompts replaces the whole prompts table.
-
-
-PROMPTS_CONFIG = (
-    "[scorer.TeacherForcedKL]\n"
-    'prompts = { dataset = "configured/dataset", split = "train[:3]", column = "prompt" }\n'
-    "kl_tokens = 4\n"
-)
-
-
-def test_kl_prompts_flag_replaces_the_prompts_table_on_master(tmp_path: Path) -> None:
-    prompt_file = tmp_path / "kl.txt"
-    prompt_file.write_text("one\ntwo\nthree\nfour\nfive\nsix\n")
-    (tmp_path / "config.toml").write_text(PROMPTS_CONFIG)
-    host = host_report(
-        run_master_double(["--kl-prompts", str(prompt_file), "owner/model"], tmp_path)
-    )
-    assert host["scorer_tables"]["TeacherForcedKL"] == {
-        "prompts": {"dataset": str(prompt_file)},
-        "kl_tokens": 4,
-    }
 
 
 def test_kl_prompts_flag_replaces_the_prompts_table_on_1_4_0(tmp_path: Path) -> None:
@@ -177,118 +110,36 @@ def test_kl_prompts_flag_replaces_the_prompts_table_on_1_4_0(tmp_path: Path) -> 
 # Issue 12 item 1: without a terminal, the run is non-interactive, and says so.
 
 
-def test_run_without_terminal_is_non_interactive_and_says_so(tmp_path: Path) -> None:
-    result = run_master_double(
-        ["owner/model"], tmp_path, "tests.support.launcher_plugin_host_menus_driver"
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith(AUTOMATIC_LINE)
-    assert lines.count(lines[0]) == 1
-    # heretic's trial menu was answered instead of ending in an EOFError.
-    assert "Pareto front" in result.stdout
-    assert "[Trial   2]" in result.stdout and "[Trial   5]" in result.stdout
-    assert "EOFError" not in result.stdout + result.stderr
+class Input:
+    """Standard input that is or is not a terminal."""
+
+    def __init__(self, terminal: bool) -> None:
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
 
 
-def test_run_with_a_terminal_stays_interactive(tmp_path: Path) -> None:
-    leader, follower = pty.openpty()
-    try:
-        result = subprocess.run(
-            module_command("tests.support.launcher_plugin_host_driver", "owner/model"),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            stdin=follower,
-            timeout=300,
-            env=environment(),
-        )
-    finally:
-        os.close(leader)
-        os.close(follower)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "non-interactive" not in result.stdout
-
-
-# Issue 12 item 2: saving models from a non-interactive run (heretic master's menus).
-
-
-def test_master_save_to_saves_every_pareto_optimal_trial(tmp_path: Path) -> None:
-    result = run_master_double(
-        ["--save-to", "saved", "owner/model"],
-        tmp_path,
-        "tests.support.launcher_plugin_host_menus_driver",
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    for trial in (2, 5):
-        saved = json.loads(
-            (tmp_path / "saved" / f"trial-{trial}" / "config.json").read_text()
-        )
-        assert saved == {"trial": trial, "strategy": "merge"}
-    assert "After selecting a trial" not in output
-    assert "Non-interactive run: saving every Pareto-optimal trial into saved" in output
-    assert "saved trial 2, 5 into saved/trial-2, saved/trial-5" in output
-
-
-def test_master_save_trials_saves_the_chosen_trial_with_heretic_export_strategy(
-    tmp_path: Path,
+def test_run_without_terminal_is_non_interactive_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_master_double(
-        [
-            "--save-to",
-            "saved",
-            "--save-trials",
-            "5",
-            "--export-strategy",
-            "adapter",
-            "owner/model",
-        ],
-        tmp_path,
-        "tests.support.launcher_plugin_host_menus_driver",
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert sorted(path.name for path in (tmp_path / "saved").iterdir()) == ["trial-5"]
-    saved = json.loads((tmp_path / "saved" / "trial-5" / "config.json").read_text())
-    assert saved == {"trial": 5, "strategy": "adapter"}
+    monkeypatch.setattr(sys, "stdin", Input(terminal=False))
+    assert is_non_interactive(parse_arguments(["owner/model"]))
+    output = capsys.readouterr().out
+    assert output.startswith(AUTOMATIC_LINE)
+    assert len(output.strip().splitlines()) == 1
+    # In a notebook, 1.4.0's menus read their answers from standard input.
+    assert not is_non_interactive(parse_arguments(["owner/model"]), True)
 
 
-def test_master_save_trials_off_the_front_fails_after_saving_the_others(
-    tmp_path: Path,
+def test_run_with_a_terminal_stays_interactive(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    result = run_master_double(
-        ["--save-to", "saved", "--save-trials", "4,2", "owner/model"],
-        tmp_path,
-        "tests.support.launcher_plugin_host_menus_driver",
-    )
-    assert result.returncode == 1
-    assert (
-        "--save-trials: trial 4 is not on the Pareto front (trials 2, 5), so not saved."
-        in result.stdout
-    )
-    assert (tmp_path / "saved" / "trial-2" / "config.json").is_file()
-    assert not (tmp_path / "saved" / "trial-4").exists()
-
-
-def test_master_non_interactive_run_continues_a_study_in_the_checkpoint(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "checkpoint.json").write_text("{}")
-    result = run_master_double(
-        ["--non-interactive", "owner/model"],
-        tmp_path,
-        "tests.support.launcher_plugin_host_menus_driver",
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "CHECKPOINT 'continue'" in result.stdout
-    assert "continuing the study found in the checkpoint" in result.stdout
-    # A value given to heretic still wins over the launcher's answer.
-    result = run_master_double(
-        ["--checkpoint-action", "restart", "owner/model"],
-        tmp_path,
-        "tests.support.launcher_plugin_host_menus_driver",
-    )
-    assert "CHECKPOINT 'restart'" in result.stdout
+    monkeypatch.setattr(sys, "stdin", Input(terminal=True))
+    assert not is_non_interactive(parse_arguments(["owner/model"]))
+    assert is_non_interactive(parse_arguments(["--non-interactive", "owner/model"]))
+    assert is_non_interactive(parse_arguments(["--save-to", "out", "owner/model"]))
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,9 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-What the tests need besides the development helpers: test doubles of heretic's
-APIs (`doubles`), the drivers that run a test's subject in a process of its
-own, and small helpers that only tests use.
+What the tests need besides the development helpers: small helpers that only
+tests use. There is no test double of heretic: the plugin path runs against
+the real heretic master (`tests/master`, in .venv-master).
 
-Nothing in `src/` imports this package; a test double of heretic's plugin API
-must never reach the package itself.
+Nothing in `src/` imports this package.
 """

@@ -3,11 +3,8 @@
 
 """
 What heretic master's evaluator sees of the scorer: the observations that
-`plugin_contract_driver.py` prints for `tests/test_plugin_contract.py`.
-
-Importing this module imports `heretic.plugin` and `heretic.scorer`, so the
-plugin-API test double must be in place first where the installed heretic
-lacks them; the driver sees to that.
+`tests/master/test_plugin_contract.py` checks. Importing this module imports
+heretic master's `heretic.plugin` and `heretic.scorer`.
 """
 
 import os

@@ -15,7 +15,7 @@ Enable it in `config.toml`:
     kl_tokens = 3
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 # Absolute imports, so that heretic can also load this file by its path
 # (`path/to/scorer.py:TeacherForcedKL`), outside its package.
@@ -50,7 +50,12 @@ class TeacherForcedKL(Scorer):
 
     settings: TeacherForcedKLSettings
     prompts: list[Any]
-    engine: TeacherForcedKLEngine
+    engine: TeacherForcedKLEngine | None = None
+
+    #: Whether heretic's run measures anything. The launcher sets it to False
+    #: for a run that only saves a trial of a finished study, which then needs
+    #: neither the KL prompts nor the reference.
+    measuring: ClassVar[bool] = True
 
     @property
     def reproducible(self) -> bool:
@@ -74,6 +79,8 @@ class TeacherForcedKL(Scorer):
         check_settings_tables(self.heretic_settings, type(self).__name__)
         if self.settings is None:
             self.settings = TeacherForcedKLSettings()
+        if not type(self).measuring:
+            return
         model = heretic_model(ctx)
         # The public plugin API loads prompts as heretic loads its own.
         self.prompts = load_scorer_prompts(
@@ -84,6 +91,10 @@ class TeacherForcedKL(Scorer):
         )
 
     def get_score(self, ctx: Any) -> Score:
+        if self.engine is None:
+            raise RuntimeError(
+                "TeacherForcedKL measures nothing in a run that only saves a trial."
+            )
         measurement = self.engine.measure(heretic_model(ctx).model)
         return Score(
             value=measurement.mean,

@@ -11,7 +11,8 @@ options, `config.toml`, the model argument and the scorer settings. Then:
   an evaluator that measures teacher-forced KL (or 1.4.0's own first-token KL).
 - heretic with the plugin API: the chosen scorer takes the place of the
   built-in KL scorer in `scorers` (other scorers stay), and the flag settings
-  join its `[scorer.<ClassName>]` table (`adapters.plugin_host`).
+  join its `[scorer.<ClassName>]` table, and heretic is driven through its own
+  settings (`adapters.plugin_host`).
 """
 
 import json
@@ -19,7 +20,6 @@ import os
 import sys
 from typing import Any
 
-from ...adapters.menus import NonInteractiveMenus, SavePlan
 from ...console import print
 from ...errors import UsageError
 from ...names import (
@@ -95,27 +95,35 @@ def check_saving_settings(options: LaunchOptions, config: dict[str, Any]) -> Non
         )
 
 
+def is_non_interactive(
+    options: LaunchOptions, menus_read_standard_input: bool = False
+) -> bool:
+    """
+    Whether the run is non-interactive: with `--non-interactive` or `--save-to`,
+    and, saying so in one line, when standard input is not a terminal (unless
+    heretic reads its menus' answers from standard input).
+    """
+    if options.non_interactive or menus_read_standard_input:
+        return options.non_interactive
+    if sys.stdin is None or not sys.stdin.isatty():
+        print(
+            "heretic-kl: standard input is not a terminal, so this run is "
+            "non-interactive (as with --non-interactive; --save-to DIR saves models).",
+            soft_wrap=True,
+        )
+        return True
+    return False
+
+
 def non_interactive_menus(
     options: LaunchOptions,
     config: dict[str, Any],
     menus_read_standard_input: bool = False,
-) -> NonInteractiveMenus | None:
-    """
-    The answers to heretic's menus in a non-interactive run, or None when the
-    run is interactive. A run is non-interactive with `--non-interactive` or
-    `--save-to`, and, saying so in one line, when standard input is not a
-    terminal (unless heretic reads its menus' answers from standard input).
-    """
-    non_interactive = options.non_interactive
-    if not non_interactive and not menus_read_standard_input:
-        if sys.stdin is None or not sys.stdin.isatty():
-            print(
-                "heretic-kl: standard input is not a terminal, so this run is "
-                "non-interactive (as with --non-interactive; --save-to DIR saves models).",
-                soft_wrap=True,
-            )
-            non_interactive = True
-    if not non_interactive:
+) -> Any:
+    """The answers to heretic-llm 1.4.0's menus in a non-interactive run, or None."""
+    from ...adapters.menus import NonInteractiveMenus, SavePlan
+
+    if not is_non_interactive(options, menus_read_standard_input):
         return None
     save_plan = (
         None
@@ -162,9 +170,8 @@ def launch(arguments: list[str]) -> int:
     unwrap_heretic_console()
 
     if HAS_PLUGIN_API:
-        menus = launch_plugin_host(options, config)
-    else:
-        menus = launch_legacy_host(options, config)
+        return launch_plugin_host(options, config)
+    menus = launch_legacy_host(options, config)
     return 0 if menus is None else menus.finish()
 
 
@@ -196,9 +203,7 @@ def checked_scorer_settings(
     return settings, prompts_set_explicitly
 
 
-def launch_legacy_host(
-    options: LaunchOptions, config: dict[str, Any]
-) -> NonInteractiveMenus | None:
+def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> Any:
     """Runs heretic-llm 1.4.0 with the chosen scorer; returns the menus' answers, if any."""
     from ...adapters.legacy.launch import menus_read_standard_input, run_legacy_host
     from ...adapters.legacy.study import Measure
@@ -226,20 +231,33 @@ def launch_legacy_host(
     return menus
 
 
-def launch_plugin_host(
-    options: LaunchOptions, config: dict[str, Any]
-) -> NonInteractiveMenus | None:
+def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> int:
     """
     Runs heretic with the plugin API, the chosen scorer in place of the built-in
-    KL; returns the menus' answers, if any.
+    KL, and returns the exit status.
     """
     import heretic.main as heretic_main
 
-    from ...adapters.plugin_host import run_plugin_host
+    from ...adapters.plugin_host import MasterRun, SavePlan
 
+    settings = None
+    check_prompts = None
     if options.scorer.is_teacher_forced_kl:
         # Validate now, before any model is loaded, with the table heretic will see.
-        checked_scorer_settings(options, config, legacy_host=False)
+        settings, prompts_set_explicitly = effective_settings(
+            config, options.setting_flags
+        )
+
+        def check_prompts() -> None:
+            # Only where the run measures with these prompts (not a continued
+            # study, which keeps its own), still before any model is loaded.
+            check_kl_prompt_file(
+                settings,
+                prompts_set_explicitly,
+                options.setting_flags,
+                options.heretic_arguments,
+                legacy_host=False,
+            )
     default = [
         dict(entry) if isinstance(entry, dict) else entry.model_dump()
         for entry in heretic_main.Settings.model_fields["scorers"].get_default(
@@ -257,11 +275,22 @@ def launch_plugin_host(
         "--scorers=" + json.dumps(scorers),
         *without_option(options.heretic_arguments, "--scorers"),
     ]
-    menus = non_interactive_menus(options, config)
-    run_plugin_host(
-        arguments,
-        options.scorer.class_name,
-        options.setting_flags,
-        menus,
+    save_plan = (
+        None
+        if options.save_to is None
+        else SavePlan(
+            directory=options.save_to,
+            trials=options.save_trials,
+            export_strategy=requested_export_strategy(options, config),
+        )
     )
-    return menus
+    return MasterRun(
+        arguments=arguments,
+        plugin=options.scorer.plugin,
+        setting_flags=options.setting_flags,
+        settings=settings,
+        check_prompts=check_prompts,
+        sources=setting_sources(options, config),
+        non_interactive=is_non_interactive(options),
+        save_plan=save_plan,
+    ).run()

@@ -6,9 +6,8 @@ Typos in the scorer's `config.toml` tables stop the study at `init`.
 
 heretic master keeps only the keys that the settings model knows before it
 validates a plugin's table; the scorer therefore checks the raw tables that
-heretic's settings hold. heretic's settings come here from the plugin-API
-host double (`tests/doubles/plugin_host_main.py`), which keeps the extra
-tables of `config.toml` exactly as heretic master's `Settings` does.
+heretic's settings hold. heretic's settings come here from heretic
+master's own `Settings`, which keeps the extra tables of `config.toml`.
 """
 
 import sys
@@ -35,8 +34,8 @@ SCORER_ENTRY = f'{{ plugin = "{TEACHER_FORCED_KL_PLUGIN}", optimization = "minim
 
 
 def host_settings(directory: Path, config: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """heretic master's settings (the host double's) for `config` as `config.toml`."""
-    from tests.support.doubles.plugin_host_main import Settings
+    """heretic master's settings for `config` as `config.toml`."""
+    from heretic.config import Settings
 
     (directory / "config.toml").write_text(config)
     monkeypatch.chdir(directory)

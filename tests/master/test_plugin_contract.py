@@ -2,23 +2,19 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-The scorer as heretic master's plugin system sees it.
-
-They run in a process of their own, through
-`tests/support/plugin_contract_driver.py`: against heretic's real plugin API
-where the installed heretic has it, and otherwise (heretic-llm 1.4.0) against
-the test double in `tests/support/doubles/plugin_api.py`.
+The scorer as heretic master's plugin system sees it: loaded by heretic's real
+`load_plugin`, its settings validated as heretic's evaluator validates them,
+and scored through heretic's real `Context` (`plugin_contract_observations`).
 """
 
-import json
 import math
-import subprocess
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.repository import environment_with_repository, module_command
+from tests.support.plugin_contract_observations import observe
 
 
 @pytest.fixture(scope="module")
@@ -32,23 +28,11 @@ def observations(
     )
     empty_file = directory / "empty.txt"
     empty_file.write_text("")
-    result = subprocess.run(
-        module_command(
-            "tests.support.plugin_contract_driver",
-            str(tiny_llama_path),
-            str(prompt_file),
-            str(empty_file),
-        ),
-        env=environment_with_repository(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = next(
-        line for line in result.stdout.splitlines() if line.startswith("OBSERVATIONS ")
-    )
-    return json.loads(line.removeprefix("OBSERVATIONS "))
+    working_directory = os.getcwd()
+    try:
+        return observe(tiny_llama_path, str(prompt_file), str(empty_file))
+    finally:
+        os.chdir(working_directory)
 
 
 def test_scorer_subclasses_heretic_scorer(observations: dict[str, Any]) -> None:
