@@ -16,10 +16,12 @@ options, `config.toml`, the model argument and the scorer settings. Then:
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
 from ...adapters.menus import NonInteractiveMenus, SavePlan
+from ...adapters.saving import check_free
 from ...console import print
 from ...errors import UsageError
 from ...names import (
@@ -95,6 +97,47 @@ def check_saving_settings(options: LaunchOptions, config: dict[str, Any]) -> Non
         )
 
 
+def is_non_interactive(
+    options: LaunchOptions, menus_read_standard_input: bool = False
+) -> bool:
+    """
+    Whether the run is non-interactive: with `--non-interactive` or `--save-to`,
+    and, saying so in one line, when standard input is not a terminal (unless
+    heretic reads its menus' answers from standard input).
+    """
+    if options.non_interactive or menus_read_standard_input:
+        return options.non_interactive
+    if sys.stdin is None or not sys.stdin.isatty():
+        print(
+            "heretic-kl: standard input is not a terminal, so this run is "
+            "non-interactive (as with --non-interactive; --save-to DIR saves models).",
+            soft_wrap=True,
+        )
+        return True
+    return False
+
+
+def check_save_targets(options: LaunchOptions) -> None:
+    """
+    Stops with a one-line error, before the study or any save starts, when
+    `--save-to DIR` holds a `trial-N` folder with files that this run could
+    save into: those of `--save-trials`, or any `trial-N` when every
+    Pareto-optimal trial is to be saved (a new save never mixes with an old one).
+    """
+    if options.save_to is None or not options.save_to.is_dir():
+        return
+    if options.save_trials is not None:
+        folders = [options.save_to / f"trial-{trial}" for trial in options.save_trials]
+    else:
+        folders = sorted(
+            folder
+            for folder in options.save_to.iterdir()
+            if re.fullmatch(r"trial-\d+", folder.name)
+        )
+    for folder in folders:
+        check_free(folder)
+
+
 def non_interactive_menus(
     options: LaunchOptions,
     config: dict[str, Any],
@@ -155,16 +198,16 @@ def launch(arguments: list[str]) -> int:
         option_value(options.heretic_arguments, "--evaluate-model"), "--evaluate-model"
     )
     check_saving_settings(options, config)
+    check_save_targets(options)
     # Imported only now, so that bad input is answered before heretic loads.
     from ...adapters.host import unwrap_heretic_console
     from ...adapters.plugin_api import HAS_PLUGIN_API
 
     unwrap_heretic_console()
 
-    if HAS_PLUGIN_API:
-        menus = launch_plugin_host(options, config)
-    else:
-        menus = launch_legacy_host(options, config)
+    if not HAS_PLUGIN_API:
+        return launch_legacy_host(options, config)
+    menus = launch_plugin_host(options, config)
     return 0 if menus is None else menus.finish()
 
 
@@ -196,11 +239,11 @@ def checked_scorer_settings(
     return settings, prompts_set_explicitly
 
 
-def launch_legacy_host(
-    options: LaunchOptions, config: dict[str, Any]
-) -> NonInteractiveMenus | None:
-    """Runs heretic-llm 1.4.0 with the chosen scorer; returns the menus' answers, if any."""
+def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> int:
+    """Runs heretic-llm 1.4.0 with the chosen scorer; returns the exit status."""
     from ...adapters.legacy.launch import menus_read_standard_input, run_legacy_host
+    from ...adapters.legacy.menus import NonInteractiveMenus as LegacyMenus
+    from ...adapters.legacy.menus import SavePlan as LegacySavePlan
     from ...adapters.legacy.study import Measure
 
     if options.scorer.plugin not in (TEACHER_FORCED_KL_PLUGIN, BUILT_IN_KL_PLUGIN):
@@ -216,14 +259,24 @@ def launch_legacy_host(
         requested = Measure(TEACHER_FORCED_KL_NAME, settings, prompts_set_explicitly)
     else:
         requested = Measure(BUILT_IN_KL_NAME)
-    menus = non_interactive_menus(options, config, menus_read_standard_input())
+    menus = None
+    if is_non_interactive(options, menus_read_standard_input()):
+        menus = LegacyMenus(
+            save_plan=None
+            if options.save_to is None
+            else LegacySavePlan(
+                directory=options.save_to,
+                trials=options.save_trials,
+                export_strategy=requested_export_strategy(options, config),
+            )
+        )
     run_legacy_host(
         options.heretic_arguments,
         requested,
         setting_sources(options, config),
         menus,
     )
-    return menus
+    return 0 if menus is None else menus.finish()
 
 
 def launch_plugin_host(
