@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ...adapters.menus import NonInteractiveMenus, SavePlan
@@ -221,20 +222,18 @@ def setting_sources(options: LaunchOptions, config: dict[str, Any]) -> dict[str,
 
 
 def checked_scorer_settings(
-    options: LaunchOptions, config: dict[str, Any], legacy_host: bool
+    options: LaunchOptions,
+    config: dict[str, Any],
+    default_prompts: Callable[[], Any] | None = None,
 ) -> tuple[TeacherForcedKLSettings, bool]:
     """
     The teacher-forced scorer's settings from `config.toml` and the flags, and
     whether the prompts were set explicitly, with a local prompt file checked
-    before any model loads.
+    before any model loads (`default_prompts`: see `check_kl_prompt_file`).
     """
     settings, prompts_set_explicitly = effective_settings(config, options.setting_flags)
     check_kl_prompt_file(
-        settings,
-        prompts_set_explicitly,
-        options.setting_flags,
-        options.heretic_arguments,
-        legacy_host=legacy_host,
+        settings, prompts_set_explicitly, options.setting_flags, default_prompts
     )
     return settings, prompts_set_explicitly
 
@@ -244,6 +243,7 @@ def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> int:
     from ...adapters.legacy.launch import menus_read_standard_input, run_legacy_host
     from ...adapters.legacy.menus import NonInteractiveMenus as LegacyMenus
     from ...adapters.legacy.menus import SavePlan as LegacySavePlan
+    from ...adapters.legacy.settings_preview import good_evaluation_prompts
     from ...adapters.legacy.study import Measure
 
     if options.scorer.plugin not in (TEACHER_FORCED_KL_PLUGIN, BUILT_IN_KL_PLUGIN):
@@ -254,7 +254,9 @@ def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> int:
         )
     if options.scorer.is_teacher_forced_kl:
         settings, prompts_set_explicitly = checked_scorer_settings(
-            options, config, legacy_host=True
+            options,
+            config,
+            lambda: good_evaluation_prompts(options.heretic_arguments),
         )
         requested = Measure(TEACHER_FORCED_KL_NAME, settings, prompts_set_explicitly)
     else:
@@ -292,7 +294,7 @@ def launch_plugin_host(
 
     if options.scorer.is_teacher_forced_kl:
         # Validate now, before any model is loaded, with the table heretic will see.
-        checked_scorer_settings(options, config, legacy_host=False)
+        checked_scorer_settings(options, config)
     default = [
         dict(entry) if isinstance(entry, dict) else entry.model_dump()
         for entry in heretic_main.Settings.model_fields["scorers"].get_default(
