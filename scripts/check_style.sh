@@ -15,7 +15,7 @@ bash scripts/setup_environment.sh test
 if ! .venv/bin/ruff --version 2>/dev/null | grep -qx "ruff 0.14.8" \
     || [ ! -x .venv/bin/lint-imports ]; then
     echo "Installing ruff 0.14.8 and import-linter into .venv"
-    .venv/bin/python -m pip install -qq "ruff==0.14.8" "import-linter>=2.1"
+    .venv/bin/python -m pip install -qq "ruff==0.14.8" "import-linter>=2.17"
 fi
 
 echo "ruff format --check ."

@@ -149,7 +149,9 @@ def test_explicit_kl_prompts_replace_a_bad_default(
     )
 
     settings, explicit = effective_settings(read_config_file(), {})
-    check_kl_prompt_file(settings, explicit, {}, ["owner/model"], legacy_host=True)
+    check_kl_prompt_file(
+        settings, explicit, {}, lambda: good_evaluation_prompts(["owner/model"])
+    )
 
 
 def test_good_evaluation_prompts_follow_heretics_sources(

@@ -7,7 +7,6 @@ real heretic-llm 1.4.0 runs (the plugin-API path runs against the real heretic
 master in `tests/master`).
 """
 
-import json
 import math
 import os
 import re
@@ -15,7 +14,6 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 import pytest
 

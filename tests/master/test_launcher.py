@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import heretic.main
+import optuna
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from heretic_teacher_forced_kl.adapters import plugin_host
 from heretic_teacher_forced_kl.adapters.checkpoint import checkpoint_file, read_study
@@ -37,7 +40,9 @@ PROMPTS_DIRECTORY = (
 KEYWORD_RATE = "heretic.scorers.keyword_rate.KeywordRate"
 
 
-def write_master_study_config(directory: Path, extra: str = "", trials: int = 3) -> None:
+def write_master_study_config(
+    directory: Path, extra: str = "", trials: int = 3
+) -> None:
     """heretic master's config for a fast CPU study with local prompt files."""
     for name, source in {
         "good.txt": "harmless_directions.txt",
@@ -93,6 +98,13 @@ def one_line_error(status: int, output: str) -> str:
 def pareto_trials(output: str) -> list[int]:
     """The trial numbers of the Pareto front that a non-interactive run printed."""
     return [int(number) for number in re.findall(r"^\* \[Trial +(\d+)\]", output, re.M)]
+
+
+def mark_unfinished(checkpoint: Path) -> None:
+    """Marks the study in `checkpoint` as interrupted, as heretic does until its last trial."""
+    storage = JournalStorage(JournalFileBackend(str(checkpoint)))
+    study = optuna.load_study(study_name="heretic", storage=storage)
+    study.set_user_attr("finished", False)
 
 
 class SettingsSeen(Exception):
@@ -191,7 +203,9 @@ def test_model_from_config_environment_or_argument(
         (tmp_path / "config.toml").write_text('model = "owner/configured"\n')
     elif where == "argument":
         arguments.append("owner/configured")
-    environment = {"HERETIC_MODEL": "owner/configured"} if where == "environment" else {}
+    environment = (
+        {"HERETIC_MODEL": "owner/configured"} if where == "environment" else {}
+    )
     settings = settings_heretic_sees(arguments, tmp_path, monkeypatch, environment)
     assert settings.model == "owner/configured"
     assert settings.model_extra["scorer"]["TeacherForcedKL"] == {"kl_tokens": 3}
@@ -254,7 +268,10 @@ def test_heretic_resumes_and_saves_through_its_settings_class() -> None:
     source = inspect.getsource(heretic.main.run)
     # The one name replaced while heretic runs, and how heretic uses it.
     assert "settings = Settings()" in source
-    assert 'Settings.model_validate_json(\n                existing_study.user_attrs["settings"]' in source
+    assert (
+        'Settings.model_validate_json(\n                existing_study.user_attrs["settings"]'
+        in source
+    )
     assert 'study.set_user_attr("settings", settings.model_dump_json())' in source
     # The settings that steer a run without a terminal.
     for name in plugin_host.NOT_SAVED + ("save_directory", "export_strategy"):
@@ -357,6 +374,9 @@ def test_study_runs_continues_saves_and_refuses_another_measure(
         monkeypatch,
     )
     assert status == 0, output[-3000:]
+    assert (study_folder / "after-move" / f"trial-{front[0]}" / "config.json").is_file()
+    # As if the study had been interrupted, so that continuing it measures again.
+    mark_unfinished(checkpoint)
     status, output = launch(["--non-interactive", model], capsys, monkeypatch)
     assert "which is gone; give the same prompts" in one_line_error(status, output)
     Path("other.txt").write_text("Something else entirely\n")

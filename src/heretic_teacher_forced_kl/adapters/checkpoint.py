@@ -86,9 +86,7 @@ def read_study(path: Path) -> Study | None:
         scorer.get("optimization") != "none" for scorer in settings.get("scorers", [])
     ]
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
-    completed = [
-        trial for trial in study.trials if trial.state == TrialState.COMPLETE
-    ]
+    completed = [trial for trial in study.trials if trial.state == TrialState.COMPLETE]
     objective_names: list[str] = []
     if completed:
         records = completed[0].user_attrs.get("scores", [])

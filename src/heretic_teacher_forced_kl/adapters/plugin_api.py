@@ -18,7 +18,6 @@ import importlib.util
 from ..errors import RunError
 
 
-
 def root_cause(error: BaseException) -> str:
     """The innermost cause of an exception, as "Type: first line of its message"."""
     while (cause := error.__cause__ or error.__context__) is not None:

@@ -33,9 +33,11 @@ damage measure), and the KL prompts' record.
 """
 
 import hashlib
+import io
 import json
 import sys
 from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,9 +150,10 @@ def preview_settings(arguments: list[str], settings_class: type) -> Any | None:
         arguments.insert(-1, "--model")
     sys.argv = ["heretic", *arguments]
     try:
-        return settings_class()
+        # Quietly: heretic reports invalid settings itself when it runs.
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            return settings_class()
     except (Exception, SystemExit):  # noqa: BLE001
-        # heretic reports invalid settings itself.
         return None
 
 
@@ -253,12 +256,14 @@ class MasterRun:
         if not self.non_interactive:
             run_heretic(self.arguments, self.settings_class(control, resumed_table))
             return 0
-        if self.save_plan is not None:
-            self.check_save_targets(study)
-        if study is None or not study.finished or self.save_plan is None:
+        if study is None or not study.finished:
             # The study; then heretic restores the first trial of the front and,
-            # told to do nothing with it, ends.
-            control.update(trial_index=0, model_action="")
+            # told to do nothing with it, ends (unless told otherwise). A
+            # finished study needs no heretic run to show its front.
+            if current.trial_index is None:
+                control["trial_index"] = 0
+            if current.model_action is None:
+                control["model_action"] = ""
             run_heretic(self.arguments, self.settings_class(control, resumed_table))
             study = read_study(path)
             if study is None or not study.front:
@@ -365,17 +370,6 @@ class MasterRun:
             f"(the same content as {escape(repr(saved_path))}, which is gone)."
         )
         return {"prompts": {**saved.prompts.model_dump(mode="json"), "dataset": given}}
-
-    def check_save_targets(self, study: Study | None) -> None:
-        """Stops with one line, before the study, when a target folder holds files."""
-        from .saving import check_free
-
-        assert self.save_plan is not None
-        for trial in self.save_plan.trials or ():
-            check_free(self.save_plan.folder(trial))
-        if study is not None and self.save_plan.trials is None:
-            for trial in study.front:
-                check_free(self.save_plan.folder(trial.number))
 
     def trials_to_save(self, study: Study) -> tuple[list[int], list[int]]:
         """The trials of the save plan on the Pareto front, and those off it."""

@@ -11,16 +11,19 @@ KL, or 1.4.0's own first-token KL) and a storage that saves that measure with
 the study (`study.py`). It also hides the plugin tables of `config.toml`, which
 1.4.0 would reject as unknown settings, and in a non-interactive run answers
 1.4.0's menus (`prompt_select`, `prompt_text`, `prompt_path`) from
-`NonInteractiveMenus`.
+`NonInteractiveMenus`. Every name it replaces is restored when 1.4.0 returns,
+so that the launcher can run in the process of its caller (the tests).
 """
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from ..menus import NonInteractiveMenus
 from ..settings_sources import settings_without_tables
 from .evaluator import teacher_forced_evaluator
+from .menus import NonInteractiveMenus
 from .study import (
     Measure,
     StudyMeasure,
@@ -31,6 +34,18 @@ from .study import (
 #: The tables of `config.toml` that only heretic's plugin API understands.
 PLUGIN_TABLES = ("scorer", "scorers")
 
+#: The names of 1.4.0's `heretic.main` that the launcher replaces while it runs.
+REPLACED_NAMES = (
+    "Settings",
+    "JournalStorage",
+    "Evaluator",
+    "prompt_select",
+    "prompt_text",
+    "prompt_path",
+    "prompt_password",
+    "print",
+)
+
 #: The variables by which 1.4.0 recognises a notebook, where its menus read
 #: numbered answers from standard input instead of needing a terminal.
 NOTEBOOK_VARIABLES = ("COLAB_GPU", "KAGGLE_KERNEL_RUN_TYPE")
@@ -39,6 +54,19 @@ NOTEBOOK_VARIABLES = ("COLAB_GPU", "KAGGLE_KERNEL_RUN_TYPE")
 def menus_read_standard_input() -> bool:
     """Whether 1.4.0's menus read numbered answers from standard input (in a notebook)."""
     return any(os.getenv(name) for name in NOTEBOOK_VARIABLES)
+
+
+@contextmanager
+def names_restored(module: Any, names: tuple[str, ...]) -> Iterator[None]:
+    """Restores the attributes `names` of `module` (and `sys.argv`) on leaving."""
+    saved = {name: getattr(module, name) for name in names}
+    arguments = list(sys.argv)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+        sys.argv = arguments
 
 
 def run_legacy_host(
@@ -53,16 +81,41 @@ def run_legacy_host(
     `sources` says where each requested value came from; `menus` answers the
     menus of a non-interactive run.
     """
-    sys.argv = ["heretic", *heretic_arguments]
     import heretic.evaluator
     import heretic.main as heretic_main
 
+    with names_restored(heretic_main, REPLACED_NAMES):
+        try:
+            run_with_replaced_names(
+                heretic_main,
+                heretic.evaluator.Evaluator,
+                heretic_arguments,
+                requested,
+                sources,
+                menus,
+            )
+        finally:
+            if menus is not None:
+                # A save that 1.4.0 never finished (an error that it did not
+                # catch) leaves no folder that looks like a saved model.
+                menus.abandon_unfinished()
+
+
+def run_with_replaced_names(
+    heretic_main: Any,
+    base_evaluator: Any,
+    heretic_arguments: list[str],
+    requested: Measure,
+    sources: dict[str, str],
+    menus: NonInteractiveMenus | None,
+) -> None:
+    """Runs 1.4.0's `main` with the launcher's evaluator, storage and menus."""
+    sys.argv = ["heretic", *heretic_arguments]
     study = StudyMeasure(requested=requested, sources=sources)
     heretic_main.Settings = settings_without_tables(
         heretic_main.Settings, PLUGIN_TABLES
     )
     heretic_main.JournalStorage = recording_storage(heretic_main.JournalStorage, study)
-    base_evaluator = heretic.evaluator.Evaluator
 
     def evaluator(settings: Any, model: Any) -> Any:
         measure = study.decide()

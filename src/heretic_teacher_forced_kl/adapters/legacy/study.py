@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from ...errors import UsageError, describe_validation_error
 from ...names import BUILT_IN_KL_NAME, TEACHER_FORCED_KL_NAME
 from ...settings import TeacherForcedKLSettings
-from ..menus import CHECKPOINT_QUESTION, say
+from .menus import CHECKPOINT_QUESTION, say
 
 #: The study's user attribute that holds its measure.
 STUDY_ATTRIBUTE = "heretic_teacher_forced_kl_measure"

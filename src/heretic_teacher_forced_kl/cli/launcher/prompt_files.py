@@ -11,6 +11,7 @@ launcher checks the file that teacher-forced KL will read: the one of
 1.4.0, unless those are set, 1.4.0's `good_evaluation_prompts`.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from ...errors import UsageError
@@ -30,10 +31,13 @@ def check_kl_prompt_file(
     settings: TeacherForcedKLSettings,
     prompts_set_explicitly: bool,
     setting_flags: dict[str, Any],
-    heretic_arguments: list[str],
-    legacy_host: bool,
+    default_prompts: Callable[[], Any] | None = None,
 ) -> None:
-    """Stops with a one-line `UsageError` when the KL prompts are a bad local file."""
+    """
+    Stops with a one-line `UsageError` when the KL prompts are a bad local file.
+    `default_prompts` gives, on heretic-llm 1.4.0, the specification of its
+    `good_evaluation_prompts` (None where 1.4.0 would not run a study).
+    """
     if prompts_set_explicitly:
         dataset = settings.prompts.dataset
         setting = (
@@ -41,10 +45,8 @@ def check_kl_prompt_file(
             if "prompts" in setting_flags
             else f"{CONFIG_FILE} [{SETTINGS_TABLE}] prompts"
         )
-    elif legacy_host:
-        from ...adapters.legacy.settings_preview import good_evaluation_prompts
-
-        specification = good_evaluation_prompts(heretic_arguments)
+    elif default_prompts is not None:
+        specification = default_prompts()
         if specification is None:
             return
         dataset, setting = specification.dataset, LEGACY_DEFAULT_PROMPTS

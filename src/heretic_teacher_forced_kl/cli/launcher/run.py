@@ -17,9 +17,12 @@ options, `config.toml`, the model argument and the scorer settings. Then:
 
 import json
 import os
+import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from ...adapters.saving import check_free
 from ...console import print
 from ...errors import UsageError
 from ...names import (
@@ -115,26 +118,25 @@ def is_non_interactive(
     return False
 
 
-def non_interactive_menus(
-    options: LaunchOptions,
-    config: dict[str, Any],
-    menus_read_standard_input: bool = False,
-) -> Any:
-    """The answers to heretic-llm 1.4.0's menus in a non-interactive run, or None."""
-    from ...adapters.menus import NonInteractiveMenus, SavePlan
-
-    if not is_non_interactive(options, menus_read_standard_input):
-        return None
-    save_plan = (
-        None
-        if options.save_to is None
-        else SavePlan(
-            directory=options.save_to,
-            trials=options.save_trials,
-            export_strategy=requested_export_strategy(options, config),
+def check_save_targets(options: LaunchOptions) -> None:
+    """
+    Stops with a one-line error, before the study or any save starts, when
+    `--save-to DIR` holds a `trial-N` folder with files that this run could
+    save into: those of `--save-trials`, or any `trial-N` when every
+    Pareto-optimal trial is to be saved (a new save never mixes with an old one).
+    """
+    if options.save_to is None or not options.save_to.is_dir():
+        return
+    if options.save_trials is not None:
+        folders = [options.save_to / f"trial-{trial}" for trial in options.save_trials]
+    else:
+        folders = sorted(
+            folder
+            for folder in options.save_to.iterdir()
+            if re.fullmatch(r"trial-\d+", folder.name)
         )
-    )
-    return NonInteractiveMenus(save_plan=save_plan)
+    for folder in folders:
+        check_free(folder)
 
 
 def requested_export_strategy(options: LaunchOptions, config: dict[str, Any]) -> str:
@@ -163,16 +165,16 @@ def launch(arguments: list[str]) -> int:
         option_value(options.heretic_arguments, "--evaluate-model"), "--evaluate-model"
     )
     check_saving_settings(options, config)
+    check_save_targets(options)
     # Imported only now, so that bad input is answered before heretic loads.
     from ...adapters.host import unwrap_heretic_console
     from ...adapters.plugin_api import HAS_PLUGIN_API
 
     unwrap_heretic_console()
 
-    if HAS_PLUGIN_API:
-        return launch_plugin_host(options, config)
-    menus = launch_legacy_host(options, config)
-    return 0 if menus is None else menus.finish()
+    if not HAS_PLUGIN_API:
+        return launch_legacy_host(options, config)
+    return launch_plugin_host(options, config)
 
 
 def setting_sources(options: LaunchOptions, config: dict[str, Any]) -> dict[str, str]:
@@ -185,27 +187,28 @@ def setting_sources(options: LaunchOptions, config: dict[str, Any]) -> dict[str,
 
 
 def checked_scorer_settings(
-    options: LaunchOptions, config: dict[str, Any], legacy_host: bool
+    options: LaunchOptions,
+    config: dict[str, Any],
+    default_prompts: Callable[[], Any] | None = None,
 ) -> tuple[TeacherForcedKLSettings, bool]:
     """
     The teacher-forced scorer's settings from `config.toml` and the flags, and
     whether the prompts were set explicitly, with a local prompt file checked
-    before any model loads.
+    before any model loads (`default_prompts`: see `check_kl_prompt_file`).
     """
     settings, prompts_set_explicitly = effective_settings(config, options.setting_flags)
     check_kl_prompt_file(
-        settings,
-        prompts_set_explicitly,
-        options.setting_flags,
-        options.heretic_arguments,
-        legacy_host=legacy_host,
+        settings, prompts_set_explicitly, options.setting_flags, default_prompts
     )
     return settings, prompts_set_explicitly
 
 
-def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> Any:
-    """Runs heretic-llm 1.4.0 with the chosen scorer; returns the menus' answers, if any."""
+def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> int:
+    """Runs heretic-llm 1.4.0 with the chosen scorer; returns the exit status."""
     from ...adapters.legacy.launch import menus_read_standard_input, run_legacy_host
+    from ...adapters.legacy.menus import NonInteractiveMenus as LegacyMenus
+    from ...adapters.legacy.menus import SavePlan as LegacySavePlan
+    from ...adapters.legacy.settings_preview import good_evaluation_prompts
     from ...adapters.legacy.study import Measure
 
     if options.scorer.plugin not in (TEACHER_FORCED_KL_PLUGIN, BUILT_IN_KL_PLUGIN):
@@ -216,19 +219,31 @@ def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> Any:
         )
     if options.scorer.is_teacher_forced_kl:
         settings, prompts_set_explicitly = checked_scorer_settings(
-            options, config, legacy_host=True
+            options,
+            config,
+            lambda: good_evaluation_prompts(options.heretic_arguments),
         )
         requested = Measure(TEACHER_FORCED_KL_NAME, settings, prompts_set_explicitly)
     else:
         requested = Measure(BUILT_IN_KL_NAME)
-    menus = non_interactive_menus(options, config, menus_read_standard_input())
+    menus = None
+    if is_non_interactive(options, menus_read_standard_input()):
+        menus = LegacyMenus(
+            save_plan=None
+            if options.save_to is None
+            else LegacySavePlan(
+                directory=options.save_to,
+                trials=options.save_trials,
+                export_strategy=requested_export_strategy(options, config),
+            )
+        )
     run_legacy_host(
         options.heretic_arguments,
         requested,
         setting_sources(options, config),
         menus,
     )
-    return menus
+    return 0 if menus is None else menus.finish()
 
 
 def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> int:
@@ -252,12 +267,9 @@ def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> int:
             # Only where the run measures with these prompts (not a continued
             # study, which keeps its own), still before any model is loaded.
             check_kl_prompt_file(
-                settings,
-                prompts_set_explicitly,
-                options.setting_flags,
-                options.heretic_arguments,
-                legacy_host=False,
+                settings, prompts_set_explicitly, options.setting_flags
             )
+
     default = [
         dict(entry) if isinstance(entry, dict) else entry.model_dump()
         for entry in heretic_main.Settings.model_fields["scorers"].get_default(

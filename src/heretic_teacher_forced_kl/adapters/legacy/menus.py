@@ -2,9 +2,9 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-Answers to heretic's terminal menus in a non-interactive run.
+Answers to heretic-llm 1.4.0's terminal menus in a non-interactive run.
 
-heretic asks, before the study, whether to continue a study found in its
+1.4.0 has no settings for choosing and saving a trial; it asks, before the study, whether to continue a study found in its
 checkpoint and, after the study, which trial to use and what to do with it.
 Without a terminal these questions would end the run with an `EOFError`. In a
 non-interactive run the answers come from here instead, and every model is
@@ -14,19 +14,20 @@ saved by heretic's own saving code, driven through its own menus:
 - the Pareto front is printed;
 - with a `SavePlan` (`heretic-kl --save-to DIR [--save-trials N,...]`), each
   chosen trial is selected in heretic's trial menu and saved with "Save the
-  model to a local folder" into `DIR/trial-N`, merged unless heretic's
-  `export_strategy` setting says otherwise;
+  model to a local folder", merged unless heretic's `export_strategy` setting
+  says otherwise. heretic saves into a temporary folder beside `DIR/trial-N`
+  (`adapters/saving.py`); the save counts only when heretic printed "Model
+  saved to" (its save returned normally) and the folder loads, and is then
+  renamed into place; otherwise the partial folder is removed;
 - every other question gets the answer that leaves it ("Exit program",
   "Return to the trial selection menu", no additional trials).
 
-Both hosts ask the same questions: heretic-llm 1.4.0 through its
-`prompt_select`, `prompt_text` and `prompt_path` functions, heretic master
-through `questionary` behind its `ask_if_unset` (which uses a value given on
-the command line, such as `--checkpoint-action`, without asking). The host
-adapters install `NonInteractiveMenus` in the place their host asks from.
+1.4.0 asks through its `prompt_select`, `prompt_text` and `prompt_path`
+functions, which `launch.py` replaces by these answers. 1.4.0 is a finished
+release, so the English text of its questions, which this module matches,
+cannot change under it.
 """
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,8 @@ from typing import Any
 
 from rich.markup import escape
 
-from ..console import print
+from ...console import print
+from ..saving import ADAPTER, MERGE, AtomicSave
 
 #: The question heretic asks when its checkpoint holds a study of the model.
 CHECKPOINT_QUESTION = "How would you like to proceed?"
@@ -61,11 +63,14 @@ TRIAL_MENU_EXPLANATION = (
     "benchmarks on it. You can return to this menu later to select a different trial. "
 )
 
-#: The files that show that a folder holds a saved model or LoRA adapter.
-SAVED_MODEL_FILES = ("config.json", "adapter_config.json")
+#: What 1.4.0 prints once its save has returned normally, before the folder.
+SAVED_MESSAGE = "Model saved to "
 
-#: Seconds by which a file system's modification times may lag the clock.
-FILE_TIME_TOLERANCE = 1.0
+#: What 1.4.0 prints as it begins to save, by export strategy.
+SAVING_MESSAGES = {"Saving LoRA adapter": ADAPTER, "Saving merged model": MERGE}
+
+#: How 1.4.0 begins the message of an error that it caught during an action.
+ERROR_MESSAGE = "[red]Error"
 
 
 def say(message: str) -> None:
@@ -151,8 +156,17 @@ class NonInteractiveMenus:
     current: int | None = None
     save_chosen: bool = False
 
-    #: The trials whose saving heretic attempted, in order, with the time each began.
-    attempted: dict[int, float] = field(default_factory=dict)
+    #: The save in progress (heretic is writing into its temporary folder), if any.
+    saving: AtomicSave | None = None
+
+    #: Whether heretic showed an error while the save in progress was written.
+    error_shown: bool = False
+
+    #: The trials saved, with the folder each went to.
+    saved: dict[int, Path] = field(default_factory=dict)
+
+    #: The trials not saved, with the reason in words.
+    failed: dict[int, str] = field(default_factory=dict)
 
     #: Requested trials that are not on the Pareto front.
     not_on_front: list[int] = field(default_factory=list)
@@ -161,15 +175,17 @@ class NonInteractiveMenus:
     reached_trial_menu: bool = False
 
     def select(self, message: str, choices: Sequence[Any] = (), **_: Any) -> Any:
-        """Answers a selection menu (heretic 1.4.0's `prompt_select`, questionary's `select`)."""
+        """Answers a selection menu (heretic 1.4.0's `prompt_select`)."""
         if message.startswith(CHECKPOINT_QUESTION):
             return self.answer_checkpoint(choices)
         if message.startswith(TRIAL_QUESTION):
             return self.answer_trial_menu(choices)
         if message.startswith(ACTION_QUESTION):
+            # heretic is back at its action menu: a save in progress did not
+            # return normally (heretic caught an error).
+            self.end_save(returned_normally=False)
             if self.current is not None and not self.save_chosen:
                 self.save_chosen = True
-                self.attempted[self.current] = time.time()
                 return find_choice(choices, "Save the model")
             return ""
         if message.startswith(EXPORT_QUESTION):
@@ -181,10 +197,14 @@ class NonInteractiveMenus:
         return ""
 
     def text(self, message: str, *_: Any, **__: Any) -> str:
-        """Answers a text question (heretic 1.4.0's `prompt_text` and `prompt_path`, questionary's)."""
+        """Answers a text question (heretic 1.4.0's `prompt_text` and `prompt_path`)."""
         if message.startswith(FOLDER_QUESTION) and self.current is not None:
             assert self.save_plan is not None
-            return str(self.save_plan.folder(self.current))
+            self.saving = AtomicSave(
+                self.save_plan.folder(self.current), self.save_plan.export_strategy
+            )
+            self.error_shown = False
+            return str(self.saving.begin())
         if not message.startswith(ADDITIONAL_TRIALS_QUESTION):
             say(
                 f"[yellow]Non-interactive run: heretic asks {escape(repr(message))}; "
@@ -276,9 +296,17 @@ class NonInteractiveMenus:
         return message.replace(TRIAL_MENU_EXPLANATION, replacement)
 
     def filtered_print(self, host_print: Callable[..., None]) -> Callable[..., None]:
-        """Wraps heretic's `print` so that the trial menu's explanation fits a non-interactive run."""
+        """
+        Wraps heretic's `print` so that the trial menu's explanation fits a
+        non-interactive run, and a save in progress is followed (`observe_print`).
+        """
 
         def print_for_non_interactive_run(*objects: Any, **options: Any) -> None:
+            if objects and isinstance(objects[0], str):
+                first = self.observe_print(objects[0])
+                if first is None:
+                    return
+                objects = (first, *objects[1:])
             host_print(
                 *(
                     self.explain_trial_menu(item) if isinstance(item, str) else item
@@ -289,11 +317,72 @@ class NonInteractiveMenus:
 
         return print_for_non_interactive_run
 
+    def observe_print(self, message: str) -> str | None:
+        """
+        Follows a save in progress through what heretic prints: the export
+        strategy, an error it caught, or "Model saved to", which it prints only
+        once its save has returned normally. Returns what to print instead of
+        `message` (None: nothing).
+        """
+        if self.saving is None or self.saving.temporary is None:
+            return message
+        for start, strategy in SAVING_MESSAGES.items():
+            if message.startswith(start):
+                self.saving.export_strategy = strategy
+        if message.startswith(ERROR_MESSAGE):
+            self.error_shown = True
+        if message.startswith(SAVED_MESSAGE) and str(self.saving.temporary) in message:
+            self.end_save(returned_normally=True)
+            return None
+        return message
+
+    def end_save(self, returned_normally: bool, reason: str | None = None) -> None:
+        """
+        Ends the save in progress, if any: checked and renamed into place when
+        heretic's save returned normally, otherwise removed. `reason` says why it
+        did not return (by default, heretic's error, where it showed one).
+        """
+        saving, self.saving = self.saving, None
+        if saving is None or saving.temporary is None or self.current is None:
+            return
+        trial = self.current
+        if not returned_normally:
+            if reason is None:
+                reason = (
+                    "heretic's save failed (its error is shown above)"
+                    if self.error_shown
+                    else "heretic's save did not finish"
+                )
+            self.failed[trial] = f"{reason}; {saving.abandon()}"
+            say(
+                f"[red]--save-to: trial {trial} not saved: {escape(self.failed[trial])}.[/]"
+            )
+            return
+        outcome = saving.complete()
+        if outcome.folder is None:
+            self.failed[trial] = f"the saved folder does not load ({outcome.problem})"
+            say(
+                f"[red]--save-to: trial {trial} not saved: {escape(self.failed[trial])}.[/]"
+            )
+            return
+        self.saved[trial] = outcome.folder
+        if outcome.renamed:
+            say(
+                f"[yellow]{escape(str(saving.target))} was taken during the save, so "
+                f"trial {trial} went to {escape(str(outcome.folder))} instead.[/]"
+            )
+        say(f"Model saved to [bold]{escape(str(outcome.folder))}[/].")
+
+    def abandon_unfinished(self) -> None:
+        """Removes the folder of a save that heretic never finished (interrupted, say)."""
+        self.end_save(returned_normally=False, reason="the save was interrupted")
+
     def finish(self) -> int:
         """
         Reports what was saved, once heretic has returned, and returns the exit
         status: 1 when a trial of the save plan was not saved, otherwise 0.
         """
+        self.abandon_unfinished()
         if self.save_plan is None:
             return 0
         if not self.reached_trial_menu:
@@ -302,33 +391,13 @@ class NonInteractiveMenus:
                 "menu.[/]"
             )
             return 1
-        saved = [
-            trial
-            for trial, started in self.attempted.items()
-            if self.saved_since(self.save_plan.folder(trial), started)
-        ]
-        failed = [trial for trial in self.attempted if trial not in saved]
         print()
-        if saved:
+        if self.saved:
             say(
-                f"Non-interactive run: saved trial {numbers(saved)} into "
-                f"{', '.join(escape(str(self.save_plan.folder(trial))) for trial in saved)}."
+                f"Non-interactive run: saved trial {numbers(list(self.saved))} into "
+                f"{', '.join(escape(str(folder)) for folder in self.saved.values())}."
             )
-        if failed:
-            say(
-                f"[red]--save-to: trial {numbers(failed)} not saved (heretic's error is "
-                "shown above).[/]"
-            )
-        return 1 if failed or self.not_on_front or not saved else 0
-
-    @staticmethod
-    def saved_since(folder: Path, started: float) -> bool:
-        """Whether `folder` holds a model or adapter written since `started` (not an old one)."""
-        return any(
-            (folder / name).is_file()
-            and (folder / name).stat().st_mtime >= started - FILE_TIME_TOLERANCE
-            for name in SAVED_MODEL_FILES
-        )
+        return 1 if self.failed or self.not_on_front or not self.saved else 0
 
 
 def print_front(choices: Sequence[Any]) -> None:
@@ -340,47 +409,3 @@ def print_front(choices: Sequence[Any]) -> None:
             # The titles are heretic's markup ("[Trial   3]" is no markup tag).
             say(f"* {choice_title(choice)}")
     print()
-
-
-class ScriptedQuestion:
-    """A stand-in for a questionary question: asking it returns a scripted answer."""
-
-    def __init__(self, answer: Callable[[], Any]) -> None:
-        self.answer = answer
-
-    def ask(self, *_: Any, **__: Any) -> Any:
-        """Returns the scripted answer."""
-        return self.answer()
-
-    def unsafe_ask(self, *_: Any, **__: Any) -> Any:
-        """Returns the scripted answer."""
-        return self.answer()
-
-
-class ScriptedQuestionary:
-    """
-    A stand-in for the `questionary` module in heretic master's `heretic.main`:
-    every question it builds is answered by `NonInteractiveMenus`.
-    """
-
-    def __init__(self, menus: NonInteractiveMenus) -> None:
-        self.menus = menus
-
-    def select(self, message: str, choices: Sequence[Any] = (), **_: Any) -> Any:
-        """A selection menu."""
-        return ScriptedQuestion(lambda: self.menus.select(message, choices))
-
-    def text(self, message: str, *_: Any, **__: Any) -> Any:
-        """A text question."""
-        return ScriptedQuestion(lambda: self.menus.text(message))
-
-    path = text
-    password = text
-
-    def checkbox(self, message: str, *_: Any, **__: Any) -> Any:
-        """A multiple-choice menu: nothing chosen."""
-        return ScriptedQuestion(lambda: [])
-
-    def confirm(self, message: str, *_: Any, **__: Any) -> Any:
-        """A yes/no question: no."""
-        return ScriptedQuestion(lambda: False)
