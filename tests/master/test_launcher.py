@@ -21,6 +21,7 @@ from typing import Any
 import heretic.main
 import optuna
 import pytest
+import transformers
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -347,6 +348,22 @@ def test_study_runs_continues_saves_and_refuses_another_measure(
         monkeypatch,
     )
     assert "already holds files" in one_line_error(status, output)
+
+    # A save that fails (here: a full disk) is never reported as saved, and
+    # leaves no folder behind.
+    def full_disk(*arguments: Any, **options: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(transformers.PreTrainedModel, "save_pretrained", full_disk)
+        status, output = launch(["--save-to", "full", model], capsys, monkeypatch)
+    assert status == 1, output[-3000:]
+    assert "No space left on device" in output
+    assert f"--save-to: trial {front[0]} not saved:" in output
+    assert "saved into" not in output
+    assert not (study_folder / "full").exists() or not any(
+        (study_folder / "full").iterdir()
+    )
 
     # A trial off the front is reported, with exit status 1.
     status, output = launch(

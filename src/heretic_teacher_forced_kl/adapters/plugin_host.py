@@ -384,11 +384,9 @@ class MasterRun:
 
     def save(self, study: Study, resumed_table: dict[str, Any] | None) -> int:
         """Saves each trial of the plan with one heretic run; returns the exit status."""
-        from .saving import AtomicSave
         from .scorer import TeacherForcedKL
 
         assert self.save_plan is not None
-        plan = self.save_plan
         if not study.finished:
             say(
                 "[red]--save-to: no model saved; the study did not run all its trials "
@@ -403,34 +401,21 @@ class MasterRun:
                 f"(trials {numbers([trial.number for trial in study.front])}), so "
                 "not saved.[/]"
             )
+        saved: list[Path] = []
+        failed = ""
         # Saving measures nothing: the scorer skips its prompts and reference.
         TeacherForcedKL.measuring = False
-        saved: list[Path] = []
-        failed: list[str] = []
-        for trial in chosen:
-            attempt = AtomicSave(plan.folder(trial), plan.export_strategy)
-            control = {
-                "checkpoint_action": "continue",
-                "trial_index": study.index_of(trial),
-                "model_action": "save",
-                "save_directory": str(attempt.begin()),
-                "export_strategy": plan.export_strategy,
-            }
-            say(
-                f"Non-interactive run: saving trial {trial} "
-                f"({'the merged model' if plan.export_strategy == 'merge' else 'the LoRA adapter only'}) "
-                f"into {escape(str(plan.folder(trial)))}."
-            )
-            try:
-                run_heretic(self.arguments, self.settings_class(control, resumed_table))
-            except BaseException:
-                attempt.abandon()
-                raise
-            outcome = attempt.complete()
-            if outcome.folder is None:
-                failed.append(f"trial {trial} ({outcome.problem})")
-            else:
-                saved.append(outcome.folder)
+        try:
+            for position, trial in enumerate(chosen):
+                folder = self.save_trial(study, trial, resumed_table)
+                if folder is None:
+                    # A full disk or Ctrl+C (which heretic takes as "shut down")
+                    # would fail the next save too: stop here.
+                    failed = f"trial {numbers(chosen[position:])} not saved"
+                    break
+                saved.append(folder)
+        finally:
+            TeacherForcedKL.measuring = True
         print()
         if saved:
             say(
@@ -438,8 +423,44 @@ class MasterRun:
                 f"{', '.join(escape(str(folder)) for folder in saved)}."
             )
         if failed:
-            say(f"[red]--save-to: not saved: {escape('; '.join(failed))}.[/]")
+            say(f"[red]--save-to: {failed}.[/]")
         return 1 if failed or off_front or not saved else 0
+
+    def save_trial(
+        self, study: Study, trial: int, resumed_table: dict[str, Any] | None
+    ) -> Path | None:
+        """
+        Saves one trial with one heretic run, through a temporary folder that
+        becomes the target once the model loads; returns where it went, or None
+        (with a line saying why) when it was not saved.
+        """
+        from .saving import AtomicSave
+
+        assert self.save_plan is not None
+        plan = self.save_plan
+        attempt = AtomicSave(plan.folder(trial), plan.export_strategy)
+        control = {
+            "checkpoint_action": "continue",
+            "trial_index": study.index_of(trial),
+            "model_action": "save",
+            "save_directory": str(attempt.begin()),
+            "export_strategy": plan.export_strategy,
+        }
+        what = "the merged model" if plan.export_strategy == "merge" else "the adapter"
+        say(
+            f"Non-interactive run: saving trial {trial} ({what}) into "
+            f"{escape(str(plan.folder(trial)))}."
+        )
+        try:
+            run_heretic(self.arguments, self.settings_class(control, resumed_table))
+        except BaseException:
+            attempt.abandon()
+            raise
+        outcome = attempt.complete()
+        if outcome.folder is None:
+            problem = escape(str(outcome.problem))
+            say(f"[red]--save-to: trial {trial} not saved: {problem}.[/]")
+        return outcome.folder
 
 
 def numbers(values: list[int]) -> str:
