@@ -212,6 +212,42 @@ def test_model_from_config_environment_or_argument(
     assert settings.model_extra["scorer"]["TeacherForcedKL"] == {"kl_tokens": 3}
 
 
+class Terminal(io.StringIO):
+    """Standard input that is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_run_with_a_terminal_leaves_heretic_its_questions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HERETIC_MODEL", raising=False)
+
+    def stop(settings: Any) -> None:
+        raise SettingsSeen(settings)
+
+    monkeypatch.setattr(heretic.main, "Model", stop)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    with pytest.raises(SettingsSeen) as seen:
+        main(["--kl-tokens", "2", "owner/model"])
+    settings = seen.value.settings
+    for name in plugin_host.NOT_SAVED + ("save_directory",):
+        assert getattr(settings, name) is None
+    assert settings.model_extra["scorer"]["TeacherForcedKL"] == {"kl_tokens": 2}
+
+
+def test_no_study_in_a_missing_or_empty_checkpoint(tmp_path: Path) -> None:
+    assert read_study(tmp_path / "missing.jsonl") is None
+    (tmp_path / "empty.jsonl").write_text("")
+    assert read_study(tmp_path / "empty.jsonl") is None
+    assert checkpoint_file("checkpoints", "owner/model.v1") == Path(
+        "checkpoints/owner--model--v1.jsonl"
+    )
+
+
 def test_kl_prompts_flag_replaces_the_whole_prompts_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,20 +16,23 @@ once the saved model loads: `adapters.saving`) and `export_strategy`. The
 Pareto front is read from heretic's checkpoint (`adapters.checkpoint`) and
 printed under heretic's own objective names.
 
-What this replaces inside heretic, all in `run_heretic`, each checked by the
-tests against the real heretic master:
+What this replaces inside heretic, in `run_heretic` only, while heretic runs
+(restored afterwards), checked by the tests against the real heretic master:
 
-- `heretic.main.Settings`, while heretic runs, by a subclass (`host_settings`) that adds the flag
+- `heretic.main.Settings`, by a subclass (`host_settings`) that adds the flag
   settings to the scorer's `[scorer.<ClassName>]` table and a record of the KL
   prompts' content to the settings saved with the study, and that applies the
   run's control settings (above) also where heretic continues a study with
   its saved settings (`Settings.model_validate_json`), without saving them with
   the study (so that plain heretic continuing it later asks as usual).
 
-Nothing else of heretic is replaced. Where heretic offers no setting, the
-launcher reads heretic's checkpoint instead: the Pareto front, the scorers and
-scorer tables a study was begun with (to refuse continuing it under another
-damage measure), and the KL prompts' record.
+Nothing else of heretic is replaced. What this relies on that heretic does not
+promise: the settings named above and how `heretic.main.run` uses them; the
+name and the Optuna journal format of heretic's checkpoint, its study user
+attributes ("settings", "finished") and trial user attributes ("index",
+"scores"), and how its trial menu sorts the Pareto front (`adapters.checkpoint`).
+Building its menus' questions even when a setting answers them, heretic makes
+prompt_toolkit print "Warning: Input is not a terminal" once without a terminal.
 """
 
 import hashlib
