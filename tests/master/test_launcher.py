@@ -487,3 +487,46 @@ def test_broken_heretic_import_is_one_line(tmp_path: Path) -> None:
     assert "importing it failed" in errors[0]
     assert "torchvision::nms" in errors[0]
     assert "good_evaluation_prompts" not in output
+
+
+@pytest.mark.end_to_end
+def test_interrupted_study_says_so_and_is_finished_then_saved_by_the_next_run(
+    tmp_path: Path,
+    tiny_llama_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from heretic_teacher_forced_kl import TeacherForcedKL
+
+    write_master_study_config(tmp_path, trials=3)
+    monkeypatch.chdir(tmp_path)
+    model = str(tiny_llama_path)
+    measure = TeacherForcedKL.get_score
+    calls = []
+
+    def interrupted_at_the_second_trial(self: Any, ctx: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return measure(self, ctx)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(TeacherForcedKL, "get_score", interrupted_at_the_second_trial)
+        status, output = launch([model], capsys, monkeypatch)
+    assert status == 0, output[-3000:]
+    assert "The study stopped before its last trial" in output
+    assert pareto_trials(output) == [1]
+
+    # The next run finishes the study (trials 2 and 3), then saves.
+    status, output = launch(
+        ["--save-to", "saved", "--save-trials", "1", model], capsys, monkeypatch
+    )
+    assert status in (0, 1), output[-3000:]
+    assert "Running trial 3 of 3" in output
+    study = read_study(checkpoint_file("checkpoints", model))
+    assert study is not None and study.finished
+    if 1 in [trial.number for trial in study.front]:
+        assert status == 0
+        assert (tmp_path / "saved" / "trial-1" / "config.json").is_file()
+    else:
+        assert "--save-trials: trial 1 is not on the Pareto front" in output

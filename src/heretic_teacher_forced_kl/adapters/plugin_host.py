@@ -273,6 +273,11 @@ class MasterRun:
                 say("[red]heretic-kl: the study ended without a completed trial.[/]")
                 return 1
         print_front(study)
+        if not study.finished:
+            say(
+                "[yellow]The study stopped before its last trial (interrupted?); run "
+                "the same command again to continue it from its checkpoint.[/]"
+            )
         if self.save_plan is None:
             say(
                 "Non-interactive run: exiting after the study. To save models, run "
