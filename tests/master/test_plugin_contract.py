@@ -112,3 +112,43 @@ def test_bad_prompts_and_hosts_fail_at_init_with_one_line(
 ) -> None:
     assert observations[case].startswith(expected)
     assert "\n" not in observations[case]
+
+
+def test_scorer_inside_heretics_evaluator(
+    tiny_llama_path: Path, tmp_path: Path
+) -> None:
+    from heretic.evaluator import Evaluator
+
+    from development.damage import damage
+    from development.heretic_host import heretic_model
+
+    prompt_file = tmp_path / "prompts.txt"
+    prompt_file.write_text("Hi\nName a fruit.\nWhat is two plus two?\n")
+    model = heretic_model(
+        tiny_llama_path,
+        scorers=[
+            {
+                "plugin": "heretic_teacher_forced_kl.TeacherForcedKL",
+                "optimization": "minimize",
+            }
+        ],
+        scorer={
+            "TeacherForcedKL": {
+                "prompts": {"dataset": str(prompt_file)},
+                "kl_tokens": 2,
+            }
+        },
+    )
+    evaluator = Evaluator(model.settings, model)
+    name = "KL divergence (teacher-forced, 2 tokens)"
+    assert evaluator.get_objective_names() == [name]
+    ((baseline_name, baseline),) = evaluator.baseline_scores
+    assert (baseline_name, baseline.value) == (name, 0)
+    ((_, original),) = evaluator.get_scores()
+    assert abs(original.value) < 1e-6
+    damage(model, strength=0.05)
+    ((_, damaged),) = evaluator.get_scores()
+    assert damaged.value > 0
+    # The objective heretic hands to Optuna is the score (float32 sums: 1e-5).
+    (objective,) = evaluator.get_objective_values(evaluator.get_scores())
+    assert objective == pytest.approx(damaged.value, rel=1e-5)
