@@ -4,7 +4,8 @@
 
 The tests in `tests/master` run against heretic master and the others
 against heretic-llm 1.4.0: each environment of `scripts/test.sh` collects its
-own (`pytest_ignore_collect`).
+own (`pytest_pycollect_makemodule`), also where a file is named on the
+command line.
 
 No machine of this project reaches the Hugging Face Hub, so the Hugging Face
 libraries are put in offline mode before anything imports them. The tiny
@@ -36,12 +37,21 @@ MASTER_TESTS = Path(__file__).resolve().parent / "master"
 PLUGIN_HOST = importlib.util.find_spec("heretic.scorer") is not None
 
 
-def pytest_ignore_collect(collection_path: Path) -> bool | None:
+class OtherHostTests(pytest.File):
+    """A test file of the other heretic host: collected, without importing it, as empty."""
+
+    def collect(self) -> list[pytest.Item]:
+        return []
+
+
+def pytest_pycollect_makemodule(
+    module_path: Path, parent: pytest.Collector
+) -> pytest.Collector | None:
     """Collects the tests of `tests/master` on heretic master only, and the others on 1.4.0."""
-    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
-        return None
-    inside = MASTER_TESTS in collection_path.resolve().parents
-    return inside != PLUGIN_HOST
+    inside = MASTER_TESTS in module_path.resolve().parents
+    if inside != PLUGIN_HOST:
+        return OtherHostTests.from_parent(parent, path=module_path)
+    return None
 
 
 # OpenMP threads that spin while waiting slow torch down several times over
