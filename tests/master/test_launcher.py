@@ -248,6 +248,33 @@ def test_no_study_in_a_missing_or_empty_checkpoint(tmp_path: Path) -> None:
     )
 
 
+def test_unreadable_saved_scorer_settings_are_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A study in heretic's checkpoint whose saved table holds a bad kl_tokens.
+    monkeypatch.chdir(tmp_path)
+    checkpoint = checkpoint_file("checkpoints", "owner/model")
+    checkpoint.parent.mkdir()
+    study = optuna.create_study(
+        storage=JournalStorage(JournalFileBackend(str(checkpoint))),
+        study_name="heretic",
+        directions=["minimize"],
+    )
+    saved = {
+        "model": "owner/model",
+        "scorers": [{"plugin": TEACHER_FORCED_KL_PLUGIN, "optimization": "minimize"}],
+        "scorer": {"TeacherForcedKL": {"kl_tokens": 0}},
+    }
+    study.set_user_attr("settings", json.dumps(saved))
+    study.set_user_attr("finished", True)
+    status, output = launch(["--non-interactive", "owner/model"], capsys, monkeypatch)
+    line = one_line_error(status, output)
+    assert "the study in the checkpoint has unreadable scorer settings" in line
+    assert "kl_tokens" in line and "--checkpoint-action restart" in line
+
+
 def test_kl_prompts_flag_replaces_the_whole_prompts_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -56,7 +56,7 @@ from ..names import (
     TEACHER_FORCED_KL_NAME,
     TEACHER_FORCED_KL_PLUGIN,
 )
-from ..settings import TeacherForcedKLSettings
+from ..settings import TeacherForcedKLSettings, validate_settings
 from .checkpoint import Study, checkpoint_file, read_study
 from .settings_sources import (
     ConstantSource,
@@ -320,7 +320,13 @@ class MasterRun:
         if not continuing or saved != TEACHER_FORCED_KL_NAME or self.settings is None:
             return None
         table = study.settings.get("scorer", {}).get(TEACHER_FORCED_KL_CLASS_NAME, {})
-        saved_settings = TeacherForcedKLSettings.model_validate(table)
+        try:
+            saved_settings = validate_settings(table)
+        except ValueError as error:
+            raise UsageError(
+                f"the study in the checkpoint has unreadable scorer settings ({error}); "
+                "run with --checkpoint-action restart to start afresh."
+            ) from None
         resumed = self.moved_prompts(study, saved_settings)
         ignored = [
             f"{name} = {getattr(self.settings, name)!r} "
