@@ -18,9 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import heretic.config
 import heretic.main
 import optuna
 import pytest
+import torch
 import transformers
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -369,6 +371,9 @@ def test_study_runs_continues_saves_and_refuses_another_measure(
     status, output = launch(["--kl-tokens", "3", model], capsys, monkeypatch)
     assert status == 0, output[-3000:]
     assert output.count("Running trial") == 3
+    # heretic ran in this process and left it as it found it.
+    assert torch.is_grad_enabled()
+    assert heretic.main.Settings is heretic.config.Settings
     assert (
         "Pareto front (Keywords against KL divergence (teacher-forced, 3 tokens)):"
         in output

@@ -26,7 +26,8 @@ What this replaces inside heretic, in `run_heretic` only, while heretic runs
   its saved settings (`Settings.model_validate_json`), without saving them with
   the study (so that plain heretic continuing it later asks as usual).
 
-Nothing else of heretic is replaced. What this relies on that heretic does not
+Nothing else of heretic is replaced (torch's gradient mode, which heretic
+turns off, is given back afterwards). What this relies on that heretic does not
 promise: the settings named above and how `heretic.main.run` uses them; the
 name and the Optuna journal format of heretic's checkpoint, its study user
 attributes ("settings", "finished") and trial user attributes ("index",
@@ -135,14 +136,19 @@ def host_settings(
 def run_heretic(arguments: list[str], settings_class: type) -> None:
     """Runs heretic master's `main` once with `arguments` and `settings_class`."""
     import heretic.main as heretic_main
+    import torch
 
     original = heretic_main.Settings
+    # heretic turns gradients off for good; a caller in the same process
+    # (`cli.main.main` in a test, a notebook) gets its mode back.
+    gradients = torch.is_grad_enabled()
     sys.argv = ["heretic", *arguments]
     heretic_main.Settings = settings_class
     try:
         heretic_main.main()
     finally:
         heretic_main.Settings = original
+        torch.set_grad_enabled(gradients)
 
 
 def preview_settings(arguments: list[str], settings_class: type) -> Any | None:
