@@ -122,7 +122,11 @@ def run_with_replaced_names(
         if measure.settings is None:
             return base_evaluator(settings, model)
         return teacher_forced_evaluator(
-            base_evaluator, measure.settings, measure.prompts_set_explicitly
+            base_evaluator,
+            measure.settings,
+            measure.prompts_set_explicitly,
+            deferred=study.continues_finished_study,
+            prompts_problem=measure.prompts_problem,
         )(settings, model)
 
     heretic_main.Evaluator = evaluator
