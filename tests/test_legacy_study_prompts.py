@@ -8,6 +8,7 @@ same prompts from another path (checked by content) and otherwise says in one
 line what differs and how to continue.
 """
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from heretic_teacher_forced_kl.adapters.saving import saved_model_problem
 from heretic_teacher_forced_kl.cli.main import main
 from heretic_teacher_forced_kl.errors import UsageError
 from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings
-from tests.test_launcher import write_study_config
+from tests.test_launcher import teacher_forced_values, write_study_config
 
 PROMPTS = "How do tides work?\nName three prime numbers.\n"
 
@@ -170,3 +171,31 @@ def test_1_4_0_study_whose_prompt_file_moved(
     output = capsys.readouterr().out
     assert "The study's KL prompts kl.txt are now at kl-old.txt" in output
     assert "Loading teacher-forced KL prompts from kl-old.txt" in output
+
+
+@pytest.mark.end_to_end
+def test_1_4_0_more_trials_of_a_finished_study_measure_against_the_original(
+    tmp_path: Path,
+    tiny_llama_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HERETIC_MODEL", raising=False)
+    write_study_config(tmp_path, trials=2)
+    model = str(tiny_llama_path)
+    assert main(["--non-interactive", "--kl-tokens", "3", model]) == 0
+    front = capsys.readouterr().out.count("* [Trial")
+    assert front > 0
+
+    # In a notebook, 1.4.0's menus read numbered answers from standard input:
+    # show the results, run 1 additional trial, then the answers run out.
+    monkeypatch.setenv("COLAB_GPU", "1")
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"1\n{front + 1}\n1\n"))
+    with pytest.raises(EOFError):
+        main(["--kl-tokens", "3", model])
+    output = capsys.readouterr().out
+    assert "Starting teacher-forced KL divergence for the additional trials" in output
+    (value,) = teacher_forced_values(output)
+    # A reference built from the abliterated model would give exactly 0.
+    assert value > 0
