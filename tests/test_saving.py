@@ -9,6 +9,7 @@ loads; otherwise the partial folder is removed and never looks complete
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -126,6 +127,10 @@ def test_save_that_loads_is_renamed_into_place(
         save_merged(tiny_llama_path, folder)
 
     assert save_atomically(target, save) == target
+    # The folder has the permissions of any new folder, not a private one's.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~mask
     assert saved_model_problem(target) is None
     assert not seen[0].exists()
     assert leftovers(target.parent) == []
