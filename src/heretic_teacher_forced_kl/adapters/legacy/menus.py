@@ -4,11 +4,12 @@
 """
 Answers to heretic-llm 1.4.0's terminal menus in a non-interactive run.
 
-1.4.0 has no settings for choosing and saving a trial; it asks, before the study, whether to continue a study found in its
-checkpoint and, after the study, which trial to use and what to do with it.
-Without a terminal these questions would end the run with an `EOFError`. In a
-non-interactive run the answers come from here instead, and every model is
-saved by heretic's own saving code, driven through its own menus:
+1.4.0 has no settings for choosing and saving a trial; it asks, before the
+study, whether to continue a study found in its checkpoint and, after the
+study, which trial to use and what to do with it. Without a terminal these
+questions would end the run with an `EOFError`. In a non-interactive run the
+answers come from here instead, and every model is saved by heretic's own
+saving code, driven through its own menus:
 
 - a study found in the checkpoint continues, with the settings saved with it;
 - the Pareto front is printed;
