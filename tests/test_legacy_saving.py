@@ -188,3 +188,19 @@ def test_menus_report_a_save_that_returned_but_does_not_load(tmp_path: Path) -> 
     assert menus.finish() == 1
     assert "no model weights" in menus.failed[1]
     assert folders(tmp_path) == []
+
+
+def test_trials_left_unsaved_by_an_interrupted_run_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    menus = NonInteractiveMenus(save_plan=SavePlan(directory=tmp_path))
+    menus.reached_trial_menu = True
+    menus.pending = [5, 7]
+    menus.current = 2
+    menus.text("Path to the folder:")
+    # Ctrl+C: heretic stops ("Shutting down...") and returns.
+    assert menus.finish() == 1
+    output = capsys.readouterr().out
+    assert "trial 2 not saved: the save was interrupted" in output
+    assert "trial 5, 7 not saved: the run ended before their saves." in output
+    assert folders(tmp_path) == []
