@@ -65,6 +65,12 @@ def test_failed_and_interrupted_saves_are_never_reported_as_saved(
     model = str(tiny_llama_path)
     assert main(["--non-interactive", "--kl-tokens", "2", model]) == 0
     capsys.readouterr()
+    # In process, heretic's run leaves nothing of the launcher's behind.
+    import heretic.main
+    import torch
+
+    assert torch.is_grad_enabled()
+    assert heretic.main.prompt_select is heretic.utils.prompt_select
 
     # The disk fills up while heretic writes the weights: heretic catches the
     # error and shows it; only the configuration is on disk.

@@ -58,15 +58,22 @@ def menus_read_standard_input() -> bool:
 
 @contextmanager
 def names_restored(module: Any, names: tuple[str, ...]) -> Iterator[None]:
-    """Restores the attributes `names` of `module` (and `sys.argv`) on leaving."""
+    """
+    Restores the attributes `names` of `module`, `sys.argv` and torch's
+    gradient mode (which 1.4.0 turns off for good) on leaving.
+    """
+    import torch
+
     saved = {name: getattr(module, name) for name in names}
     arguments = list(sys.argv)
+    gradients = torch.is_grad_enabled()
     try:
         yield
     finally:
         for name, value in saved.items():
             setattr(module, name, value)
         sys.argv = arguments
+        torch.set_grad_enabled(gradients)
 
 
 def run_legacy_host(
