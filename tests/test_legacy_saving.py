@@ -65,6 +65,12 @@ def test_failed_and_interrupted_saves_are_never_reported_as_saved(
     model = str(tiny_llama_path)
     assert main(["--non-interactive", "--kl-tokens", "2", model]) == 0
     capsys.readouterr()
+    # In process, heretic's run leaves nothing of the launcher's behind.
+    import heretic.main
+    import torch
+
+    assert torch.is_grad_enabled()
+    assert heretic.main.prompt_select is heretic.utils.prompt_select
 
     # The disk fills up while heretic writes the weights: heretic catches the
     # error and shows it; only the configuration is on disk.
@@ -187,4 +193,20 @@ def test_menus_report_a_save_that_returned_but_does_not_load(tmp_path: Path) -> 
     assert printed == []
     assert menus.finish() == 1
     assert "no model weights" in menus.failed[1]
+    assert folders(tmp_path) == []
+
+
+def test_trials_left_unsaved_by_an_interrupted_run_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    menus = NonInteractiveMenus(save_plan=SavePlan(directory=tmp_path))
+    menus.reached_trial_menu = True
+    menus.pending = [5, 7]
+    menus.current = 2
+    menus.text("Path to the folder:")
+    # Ctrl+C: heretic stops ("Shutting down...") and returns.
+    assert menus.finish() == 1
+    output = capsys.readouterr().out
+    assert "trial 2 not saved: the save was interrupted" in output
+    assert "trial 5, 7 not saved: the run ended before their saves." in output
     assert folders(tmp_path) == []

@@ -9,6 +9,7 @@ loads; otherwise the partial folder is removed and never looks complete
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -126,6 +127,10 @@ def test_save_that_loads_is_renamed_into_place(
         save_merged(tiny_llama_path, folder)
 
     assert save_atomically(target, save) == target
+    # The folder has the permissions of any new folder, not a private one's.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~mask
     assert saved_model_problem(target) is None
     assert not seen[0].exists()
     assert leftovers(target.parent) == []
@@ -193,3 +198,29 @@ def test_occupied_target_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "full" / "config.json").write_text("{}")
     with pytest.raises(UsageError, match=r"^--save-to: \S+full already holds files"):
         check_free(tmp_path / "full")
+
+
+def test_save_to_a_folder_with_a_saved_trial_stops_before_heretic_starts(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from heretic_teacher_forced_kl.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HERETIC_MODEL", raising=False)
+    (tmp_path / "saved" / "trial-4").mkdir(parents=True)
+    (tmp_path / "saved" / "trial-4" / "adapter_config.json").write_text("{}")
+    (tmp_path / "saved" / "trial-5").mkdir()
+    (tmp_path / "saved" / "notes.txt").write_text("mine")
+    # Every Pareto-optimal trial: any trial-N with files counts.
+    assert main(["--save-to", "saved", "owner/model"]) == 2
+    output = capsys.readouterr().out
+    assert output.startswith(
+        "heretic-kl: error: --save-to: saved/trial-4 already holds files"
+    )
+    assert len(output.strip().splitlines()) == 1
+    assert "Loading model" not in output
+    # Named trials: only theirs (an empty trial-5 is free).
+    assert main(["--save-to", "saved", "--save-trials", "5,4", "owner/model"]) == 2
+    assert "saved/trial-4 already holds files" in capsys.readouterr().out

@@ -174,6 +174,13 @@ def saved_model_problem(folder: Path, export_strategy: str = MERGE) -> str | Non
     return None
 
 
+def current_umask() -> int:
+    """The process's file mode creation mask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def remove(folder: Path) -> bool:
     """Removes a folder of an unfinished save; returns whether it is gone."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -229,6 +236,9 @@ class AtomicSave:
                 prefix=self.target.name + INCOMPLETE_MARK, dir=self.target.parent
             )
         )
+        # mkdtemp makes a private folder; a saved model gets the permissions
+        # of any new folder, as when heretic makes it.
+        self.temporary.chmod(0o777 & ~current_umask())
         return self.temporary
 
     def abandon(self) -> str:

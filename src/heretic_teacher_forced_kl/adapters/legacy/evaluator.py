@@ -11,6 +11,11 @@ kl_divergence, refusals)`. The evaluator built here keeps everything of
 replaces the first-token KL divergence with the teacher-forced one, combined
 into the objective by 1.4.0's `kl_divergence_scale` and `kl_divergence_target`
 rule.
+
+A continued study that has run all its trials only shows its results and
+saves models, so its teacher-forced KL starts (prompts loaded, reference
+generated) only if more trials are run: then from the original model, with
+heretic's LoRA adapter disabled for the moment.
 """
 
 from typing import Any
@@ -18,6 +23,7 @@ from typing import Any
 from rich.markup import escape
 
 from ...console import print
+from ...errors import RunError, UsageError
 from ...metric.engine import TeacherForcedKLEngine
 from ...settings import TeacherForcedKLSettings
 from ..display import rich_display
@@ -81,19 +87,23 @@ def teacher_forced_evaluator(
     base: type,
     scorer_settings: TeacherForcedKLSettings,
     prompts_set_explicitly: bool,
+    deferred: bool = False,
+    prompts_problem: str | None = None,
 ) -> type:
     """
     Returns a subclass of 1.4.0's `heretic.evaluator.Evaluator` (`base`) that
     measures teacher-forced KL with `scorer_settings`.
 
     Unless the prompts were set explicitly, the KL prompts are 1.4.0's
-    `good_evaluation_prompts`, which its evaluator has already loaded.
+    `good_evaluation_prompts`, which its evaluator has already loaded. With
+    `deferred` (a finished study), the measure starts at the first score;
+    `prompts_problem` says why the prompts cannot be loaded, if so.
     """
 
     class TeacherForcedEvaluator(base):  # type: ignore[valid-type, misc]
         """1.4.0's evaluator, with teacher-forced KL divergence in place of first-token KL."""
 
-        teacher_forced_kl: TeacherForcedKLEngine
+        teacher_forced_kl: TeacherForcedKLEngine | None = None
 
         def __init__(self, settings: Any, model: Any) -> None:
             super().__init__(settings, model)
@@ -101,17 +111,38 @@ def teacher_forced_evaluator(
             if note is not None:
                 print()
                 print(f"[yellow]{escape(note)}[/]")
+            if not deferred:
+                self.teacher_forced_kl = self.start_teacher_forced_kl()
+
+        def start_teacher_forced_kl(self) -> TeacherForcedKLEngine:
+            """Loads the KL prompts and builds the reference from the original model."""
+            if prompts_problem is not None:
+                raise UsageError(prompts_problem + ".")
             if prompts_set_explicitly:
                 prompts = load_scorer_prompts(
-                    heretic_prompt_loader(settings), scorer_settings
+                    heretic_prompt_loader(self.settings), scorer_settings
                 )
             else:
                 prompts = self.good_prompts
-            self.teacher_forced_kl = start_engine(
-                scorer_settings, settings, model, prompts
-            )
+            return start_engine(scorer_settings, self.settings, self.model, prompts)
+
+        def start_deferred_teacher_forced_kl(self) -> TeacherForcedKLEngine:
+            """Starts the measure during a trial, from the model without heretic's adapter."""
+            disable_adapter = getattr(self.model.model, "disable_adapter", None)
+            if disable_adapter is None:
+                raise RunError(
+                    "teacher-forced KL: heretic's model has no LoRA adapter to "
+                    "disable, so the original model's reference cannot be built "
+                    "for more trials of a finished study."
+                )
+            print()
+            print("Starting teacher-forced KL divergence for the additional trials...")
+            with disable_adapter():
+                return self.start_teacher_forced_kl()
 
         def get_score(self) -> tuple[tuple[float, float], float, int]:
+            if self.teacher_forced_kl is None:
+                self.teacher_forced_kl = self.start_deferred_teacher_forced_kl()
             print(
                 "  * Measuring teacher-forced KL divergence over "
                 f"[bold]{scorer_settings.kl_tokens}[/] tokens..."

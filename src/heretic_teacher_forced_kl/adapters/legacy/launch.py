@@ -58,15 +58,22 @@ def menus_read_standard_input() -> bool:
 
 @contextmanager
 def names_restored(module: Any, names: tuple[str, ...]) -> Iterator[None]:
-    """Restores the attributes `names` of `module` (and `sys.argv`) on leaving."""
+    """
+    Restores the attributes `names` of `module`, `sys.argv` and torch's
+    gradient mode (which 1.4.0 turns off for good) on leaving.
+    """
+    import torch
+
     saved = {name: getattr(module, name) for name in names}
     arguments = list(sys.argv)
+    gradients = torch.is_grad_enabled()
     try:
         yield
     finally:
         for name, value in saved.items():
             setattr(module, name, value)
         sys.argv = arguments
+        torch.set_grad_enabled(gradients)
 
 
 def run_legacy_host(
@@ -122,7 +129,11 @@ def run_with_replaced_names(
         if measure.settings is None:
             return base_evaluator(settings, model)
         return teacher_forced_evaluator(
-            base_evaluator, measure.settings, measure.prompts_set_explicitly
+            base_evaluator,
+            measure.settings,
+            measure.prompts_set_explicitly,
+            deferred=study.continues_finished_study,
+            prompts_problem=measure.prompts_problem,
         )(settings, model)
 
     heretic_main.Evaluator = evaluator

@@ -4,11 +4,12 @@
 """
 Answers to heretic-llm 1.4.0's terminal menus in a non-interactive run.
 
-1.4.0 has no settings for choosing and saving a trial; it asks, before the study, whether to continue a study found in its
-checkpoint and, after the study, which trial to use and what to do with it.
-Without a terminal these questions would end the run with an `EOFError`. In a
-non-interactive run the answers come from here instead, and every model is
-saved by heretic's own saving code, driven through its own menus:
+1.4.0 has no settings for choosing and saving a trial; it asks, before the
+study, whether to continue a study found in its checkpoint and, after the
+study, which trial to use and what to do with it. Without a terminal these
+questions would end the run with an `EOFError`. In a non-interactive run the
+answers come from here instead, and every model is saved by heretic's own
+saving code, driven through its own menus:
 
 - a study found in the checkpoint continues, with the settings saved with it;
 - the Pareto front is printed;
@@ -358,7 +359,12 @@ class NonInteractiveMenus:
                 f"[red]--save-to: trial {trial} not saved: {escape(self.failed[trial])}.[/]"
             )
             return
-        outcome = saving.complete()
+        try:
+            outcome = saving.complete()
+        except BaseException:
+            # Interrupted while the folder was checked: it is removed already.
+            self.failed[trial] = "the save was interrupted"
+            raise
         if outcome.folder is None:
             self.failed[trial] = f"the saved folder does not load ({outcome.problem})"
             say(
@@ -397,7 +403,14 @@ class NonInteractiveMenus:
                 f"Non-interactive run: saved trial {numbers(list(self.saved))} into "
                 f"{', '.join(escape(str(folder)) for folder in self.saved.values())}."
             )
-        return 1 if self.failed or self.not_on_front or not self.saved else 0
+        if self.pending:
+            say(
+                f"[red]--save-to: trial {numbers(self.pending)} not saved: the run "
+                "ended before "
+                f"{'its save' if len(self.pending) == 1 else 'their saves'}.[/]"
+            )
+        failed = self.failed or self.pending or self.not_on_front
+        return 1 if failed or not self.saved else 0
 
 
 def print_front(choices: Sequence[Any]) -> None:

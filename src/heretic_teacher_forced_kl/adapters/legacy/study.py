@@ -18,13 +18,23 @@ and is ignored.
 What defines the numbers is saved: the scorer, `prompts`, `kl_tokens` and
 `position_weight_decay`. How they are computed, `batch_size` and
 `reference_storage`, does not change them and follows the current run.
+
+A local prompt file is saved by its path and by the SHA-256 of its content.
+A study whose prompt file moved continues with the same prompts from another
+path (`--kl-prompts NEW_PATH`, checked by content); with other prompts, or
+none, it stops with one line that says what differs and how to continue. A
+finished study needs no KL prompts to show its results and save models: its
+KL measure starts only if more trials are run.
 """
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from rich.markup import escape
 
 from ...errors import UsageError, describe_validation_error
 from ...names import BUILT_IN_KL_NAME, TEACHER_FORCED_KL_NAME
@@ -44,6 +54,20 @@ EVALUATION_PROMPTS = "good_evaluation_prompts"
 #: of the study and whenever it runs additional trials.
 HERETIC_SETTINGS_ATTRIBUTE = "settings"
 
+#: heretic 1.4.0's user attribute that says whether the study ran all its trials.
+FINISHED_ATTRIBUTE = "finished"
+
+#: How many hexadecimal digits of a prompt file's SHA-256 a message shows.
+SHORT_DIGEST = 12
+
+
+def file_digest(dataset: str) -> str | None:
+    """The SHA-256 of the local file `dataset`, or None when it is not a local file."""
+    path = Path(dataset).expanduser()
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
 
 @dataclass(frozen=True)
 class Measure:
@@ -58,6 +82,27 @@ class Measure:
     #: Whether `prompts` was set; otherwise the scorer uses `good_evaluation_prompts`.
     prompts_set_explicitly: bool = False
 
+    #: The SHA-256 of the explicit prompts' local file, as saved with the study
+    #: (None: not saved, or not a local file). The path alone does not define
+    #: the prompts, so measures compare without it.
+    prompts_sha256: str | None = field(default=None, compare=False)
+
+    #: Why this measure's prompts cannot be loaded (None: they can).
+    prompts_problem: str | None = field(default=None, compare=False)
+
+    def prompt_file(self) -> str | None:
+        """The dataset of the explicit prompts, or None."""
+        if self.settings is None or not self.prompts_set_explicitly:
+            return None
+        return self.settings.prompts.dataset
+
+    def digest(self) -> str | None:
+        """The SHA-256 of the explicit prompts' local file: saved, or read now."""
+        dataset = self.prompt_file()
+        if self.prompts_sha256 is not None or dataset is None:
+            return self.prompts_sha256
+        return file_digest(dataset)
+
     def record(self) -> dict[str, Any]:
         """The study attribute that saves this measure (JSON-serializable)."""
         return {
@@ -66,6 +111,7 @@ class Measure:
             if self.settings is None
             else self.settings.model_dump(mode="json"),
             "prompts_set_explicitly": self.prompts_set_explicitly,
+            "prompts_sha256": self.digest(),
         }
 
     @classmethod
@@ -93,10 +139,33 @@ class Measure:
                 raise UsageError(
                     describe_validation_error(error, f"{problem} (", ")" + fix)
                 ) from None
+        digest = record.get("prompts_sha256")
         return cls(
             scorer=record["scorer"],
             settings=settings,
             prompts_set_explicitly=bool(record.get("prompts_set_explicitly")),
+            prompts_sha256=digest if isinstance(digest, str) else None,
+        )
+
+    def with_prompt_file(self, dataset: str) -> "Measure":
+        """This measure, with its explicit prompts read from `dataset`."""
+        assert self.settings is not None
+        prompts = self.settings.prompts.model_copy(update={"dataset": dataset})
+        return Measure(
+            scorer=self.scorer,
+            settings=self.settings.model_copy(update={"prompts": prompts}),
+            prompts_set_explicitly=True,
+            prompts_sha256=self.prompts_sha256,
+        )
+
+    def without_prompts(self, problem: str) -> "Measure":
+        """This measure, marked as unable to load its prompts because of `problem`."""
+        return Measure(
+            scorer=self.scorer,
+            settings=self.settings,
+            prompts_set_explicitly=self.prompts_set_explicitly,
+            prompts_sha256=self.prompts_sha256,
+            prompts_problem=problem,
         )
 
     def values(self) -> dict[str, Any]:
@@ -135,7 +204,44 @@ class Measure:
             scorer=self.scorer,
             settings=self.settings.model_copy(update=runtime),
             prompts_set_explicitly=self.prompts_set_explicitly,
+            prompts_sha256=self.prompts_sha256,
+            prompts_problem=self.prompts_problem,
         )
+
+
+def located_prompts(saved: Measure, requested: Measure) -> Measure:
+    """
+    The saved measure with its prompt file found: at its saved path when the
+    content there is the saved content, else at the path the current run gives
+    (`--kl-prompts`) when that holds the saved content, saying so in one line.
+    Otherwise the measure is marked with what differs and how to continue.
+    """
+    dataset = saved.prompt_file()
+    if dataset is None or saved.prompts_sha256 is None:
+        # Not a local file, or saved before prompt files were saved by content.
+        return saved
+    if file_digest(dataset) == saved.prompts_sha256:
+        return saved
+    short = saved.prompts_sha256[:SHORT_DIGEST]
+    given = requested.prompt_file()
+    if given is not None and given != dataset:
+        if file_digest(given) == saved.prompts_sha256:
+            say(
+                f"The study's KL prompts {escape(dataset)} are now at "
+                f"{escape(given)} (the same content, SHA-256 {short}...); "
+                "continuing with them."
+            )
+            return saved.with_prompt_file(given)
+        other = f"; {given} holds other prompts" if file_digest(given) else ""
+    else:
+        other = ""
+    state = "changed since" if Path(dataset).expanduser().is_file() else "missing"
+    return saved.without_prompts(
+        f"the KL prompts of the study in the checkpoint, {dataset}, are {state} "
+        f"(SHA-256 {short}... when the study began){other}. To continue the "
+        "study, pass --kl-prompts with the path of the same prompts; to start "
+        "afresh, delete the checkpoint file in study_checkpoint_dir"
+    )
 
 
 def ignored_values(
@@ -186,8 +292,14 @@ class StudyMeasure:
     #: Whether a study was found in the checkpoint.
     found_study: bool = False
 
+    #: Whether the study found had run all its trials.
+    found_finished: bool = False
+
     #: The measure this run uses, once decided.
     effective: Measure | None = None
+
+    #: Whether this run continues the study found in the checkpoint.
+    continuing: bool = False
 
     def observe_studies(self, studies: Sequence[Any]) -> None:
         """Notes the study of the checkpoint, the first time heretic looks for it."""
@@ -195,6 +307,12 @@ class StudyMeasure:
             return
         self.found_study = True
         self.saved_record = studies[0].user_attrs.get(STUDY_ATTRIBUTE)
+        self.found_finished = bool(studies[0].user_attrs.get(FINISHED_ATTRIBUTE))
+
+    @property
+    def continues_finished_study(self) -> bool:
+        """Whether this run continues a finished study (to show it and save models)."""
+        return self.continuing and self.found_finished
 
     def observe_checkpoint_answer(self, answer: Any) -> None:
         """Decides the measure as soon as the run chooses to continue the study found."""
@@ -205,6 +323,7 @@ class StudyMeasure:
         """The measure of this run (decided once): the saved one when continuing a study."""
         if self.effective is not None:
             return self.effective
+        self.continuing = continuing
         if not continuing:
             self.effective = self.requested
         elif self.saved_record is None:
@@ -216,7 +335,12 @@ class StudyMeasure:
             )
             self.effective = self.requested
         else:
-            saved = Measure.from_record(self.saved_record)
+            saved = located_prompts(
+                Measure.from_record(self.saved_record), self.requested
+            )
+            if saved.prompts_problem is not None and not self.found_finished:
+                # The study has trials to run, which need the prompts.
+                raise UsageError(saved.prompts_problem + ".")
             ignored = ignored_values(saved, self.requested, self.sources)
             if ignored:
                 say(
