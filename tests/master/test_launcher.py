@@ -409,6 +409,18 @@ def test_study_runs_continues_saves_and_refuses_another_measure(
         assert (folder / "tokenizer_config.json").is_file()
     assert not list((study_folder / "saved").glob("*incomplete*"))
 
+    # heretic's export strategy of this run applies to a continued study too.
+    status, output = launch(
+        ["--save-to", "adapters", "--save-trials", str(front[0])]
+        + ["--export-strategy", "adapter", model],
+        capsys,
+        monkeypatch,
+    )
+    assert status == 0, output[-3000:]
+    folder = study_folder / "adapters" / f"trial-{front[0]}"
+    assert (folder / "adapter_config.json").is_file()
+    assert not (folder / "config.json").exists()
+
     # A folder that already holds a model is never written into.
     status, output = launch(
         ["--save-to", "saved", "--save-trials", str(front[0]), model],
