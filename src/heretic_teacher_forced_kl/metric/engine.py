@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import UnusableModelError
+from ..errors import UnusableModelError, UsageError
 from .divergence import (
     BatchDivergence,
     batch_divergence,
@@ -50,6 +50,7 @@ from .reference import (
     build_reference_batch,
     context_window,
     input_device,
+    learned_position_count,
     sequence_lengths,
 )
 
@@ -83,6 +84,22 @@ def non_finite_reference_error(
         f"{first + 1} ({describe_prompt(prompts[first])}), reference token "
         f"{position + 1}; it cannot serve as the reference for KL divergence: check "
         "its weights, or load it in another dtype (float16 overflows easily)."
+    )
+
+
+def beyond_position_table_error(
+    positions: int, kl_tokens: int, prompts: list[Any]
+) -> UsageError:
+    """
+    The error for prompts that a model with learned absolute positions cannot
+    read: with the reference tokens they are longer than its position table.
+    """
+    longest = max(prompts, key=lambda prompt: len(str(getattr(prompt, "user", prompt))))
+    return UsageError(
+        f"A prompt of a batch of {len(prompts)} (the longest: {describe_prompt(longest)}) "
+        f"with its {kl_tokens} reference tokens is longer than the {positions} "
+        "positions this model has learned (absolute position embeddings, as in "
+        "GPT-2), so the model cannot read it; shorten the prompts or lower kl_tokens."
     )
 
 
@@ -154,15 +171,22 @@ class TeacherForcedKLEngine:
         self.reference_log_probabilities = []
         self.storage_device = None
         self.reference_has_zero_probabilities = False
+        hf_model = model.model
         with torch.inference_mode():
             for start in range(0, len(prompts), self.batch_size):
-                self.batches.append(
-                    build_reference_batch(
-                        model, prompts[start : start + self.batch_size], self.kl_tokens
-                    )
-                )
+                batch_prompts = prompts[start : start + self.batch_size]
+                try:
+                    batch = build_reference_batch(model, batch_prompts, self.kl_tokens)
+                except (IndexError, RuntimeError) as error:
+                    positions = learned_position_count(hf_model)
+                    if positions is None or "index" not in str(error).lower():
+                        raise
+                    self.batches = []
+                    raise beyond_position_table_error(
+                        positions, self.kl_tokens, batch_prompts
+                    ) from None
+                self.batches.append(batch)
 
-            hf_model = model.model
             self._warn_beyond_context_window(hf_model, len(prompts))
             device = input_device(hf_model)
             results = self._run_batches(
