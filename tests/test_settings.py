@@ -4,7 +4,6 @@
 """The settings model and `config.default.toml`, which documents it."""
 
 import sys
-from importlib.resources import files
 
 import pytest
 
@@ -13,14 +12,16 @@ from heretic_teacher_forced_kl.settings import (
     TeacherForcedKLSettings,
     validate_settings,
 )
+from tests.support.repository import REPOSITORY_ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
 
-# The file as the package ships it (`heretic-kl --print-config` prints it).
-CONFIG_FILE = files("heretic_teacher_forced_kl").joinpath("config.default.toml")
+# The file at the top of the repository, which the package ships a copy of
+# (tests/test_packaging.py checks the copy; `heretic-kl --print-config` prints it).
+CONFIG_FILE = REPOSITORY_ROOT / "config.default.toml"
 
 
 def documented_settings() -> list[tuple[str, str]]:
