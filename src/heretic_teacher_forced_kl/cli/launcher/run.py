@@ -17,6 +17,7 @@ options, `config.toml`, the model argument and the scorer settings. Then:
 import json
 import os
 import sys
+from types import SimpleNamespace
 from typing import Any
 
 from ...adapters.menus import NonInteractiveMenus, SavePlan
@@ -37,6 +38,7 @@ from .config import (
     read_config_file,
 )
 from .heretic_arguments import model_argument, option_value, without_option
+from .heretic_settings import check_heretic_settings
 from .options import (
     HERETIC_SAVING_SETTINGS,
     SETTING_FLAGS,
@@ -155,6 +157,7 @@ def launch(arguments: list[str]) -> int:
         option_value(options.heretic_arguments, "--evaluate-model"), "--evaluate-model"
     )
     check_saving_settings(options, config)
+    check_heretic_settings(options.heretic_arguments)
     # Imported only now, so that bad input is answered before heretic loads.
     from ...adapters.host import unwrap_heretic_console
     from ...adapters.plugin_api import HAS_PLUGIN_API
@@ -236,6 +239,7 @@ def launch_plugin_host(
     import heretic.main as heretic_main
 
     from ...adapters.plugin_host import run_plugin_host
+    from ...adapters.settings_tables import check_settings_tables
 
     if options.scorer.is_teacher_forced_kl:
         # Validate now, before any model is loaded, with the table heretic will see.
@@ -250,6 +254,13 @@ def launch_plugin_host(
         current_scorers(options.heretic_arguments, config, default),
         options.scorer.plugin,
     )
+    if options.scorer.is_teacher_forced_kl:
+        # The scorer's tables as heretic will hand them over, checked before the
+        # model loads (the scorer checks them again at `init` without the launcher).
+        check_settings_tables(
+            SimpleNamespace(model_extra=config, scorers=scorers),
+            options.scorer.class_name,
+        )
     # One argument, `--scorers=JSON`, first: heretic takes a trailing argument that
     # is not a flag as MODEL, so with the model only in config.toml or
     # HERETIC_MODEL a separate JSON value would become `--model JSON`.
