@@ -6,7 +6,9 @@ heretic's own settings, checked before heretic runs.
 
 heretic reports a missing model, a misspelled setting or a bad flag with a
 multi-line message or a full usage text, and then exits with status 0 (a
-settings error) or prints argparse's usage (a bad flag). The launcher builds
+settings error) or prints argparse's usage (a bad flag); heretic master keeps a
+misspelled setting of `config.toml` without a word (it keeps unknown keys for
+the plugins' tables). The launcher builds
 heretic's `Settings` from the same sources first (the command line with
 heretic's trailing MODEL rule, `HERETIC_*` variables, `./config.toml` without
 the scorer tables, which the scorer settings check covers) and turns what
@@ -53,12 +55,28 @@ def check_heretic_settings(heretic_arguments: list[str]) -> None:
     from pydantic_settings import SettingsError
 
     try:
-        heretic_settings(heretic_arguments)
+        settings = heretic_settings(heretic_arguments)
     except SettingsError as error:
         message = one_line(error).removeprefix("error parsing CLI: ")
         raise UsageError(f"heretic: {message}; {HERETIC_HELP}.") from None
     except ValidationError as error:
         raise UsageError(describe_heretic_error(error)) from None
+    # heretic master keeps unknown keys for plugin tables (`[scorer.<Name>]`),
+    # so a misspelled setting would pass without a word; a table is a plugin's.
+    unknown = {
+        name: value
+        for name, value in (getattr(settings, "model_extra", None) or {}).items()
+        if not isinstance(value, dict)
+    }
+    if unknown:
+        problems = "; ".join(
+            f"{name}: not a setting of heretic (got {value!r})"
+            for name, value in unknown.items()
+        )
+        raise UsageError(
+            f"heretic's settings: {problems}; correct it in {CONFIG_FILE}, the "
+            f"HERETIC_* variable or the flag ({HERETIC_HELP})."
+        )
 
 
 def describe_heretic_error(error: Any) -> str:
