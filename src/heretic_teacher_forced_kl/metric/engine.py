@@ -255,6 +255,7 @@ class TeacherForcedKLEngine:
                 self.kl_tokens,
                 log_probs.shape[-1],
                 self.reference_storage,
+                log_probs.element_size(),
             )
             self.storage_device = plan.device
             self.reference_bytes = plan.reference_bytes
