@@ -16,6 +16,7 @@ from heretic.config import DatasetSpecification
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UsageError, describe_validation_error
+from .metric.engine import KLTokens, PositionWeightDecay
 from .metric.memory import ReferenceStorage
 from .names import SETTINGS_TABLE
 
@@ -66,10 +67,8 @@ class TeacherForcedKLSettings(BaseModel):
         ),
     )
 
-    kl_tokens: int = Field(
+    kl_tokens: KLTokens = Field(
         default=3,
-        ge=1,
-        strict=True,
         description=(
             "Number of continuation tokens compared per prompt. The original model "
             "generates them greedily once; each trial scores all of them in one "
@@ -77,10 +76,8 @@ class TeacherForcedKLSettings(BaseModel):
         ),
     )
 
-    position_weight_decay: float = Field(
+    position_weight_decay: PositionWeightDecay = Field(
         default=1.0,
-        gt=0.0,
-        le=1.0,
         description=(
             "Geometric weight of successive positions: position k (from 0) is weighted by "
             "position_weight_decay ** k. 1 weights every position equally; smaller values "

@@ -24,9 +24,10 @@ trial's KL divergence would be NaN. `build_reference` stops with an
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field, TypeAdapter, ValidationError
 from torch import Tensor
 
 from ..errors import UnusableModelError, UsageError
@@ -55,6 +56,27 @@ from .reference import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: The rule for the number of reference tokens compared per prompt: a whole
+#: number of at least 1. The settings model (`settings.py`) declares its field
+#: with it, and the engine checks its argument by it: one rule, one place.
+KLTokens = Annotated[int, Field(ge=1, strict=True)]
+
+#: The rule for the geometric weight of successive positions: in (0, 1].
+PositionWeightDecay = Annotated[float, Field(gt=0.0, le=1.0)]
+
+KL_TOKENS_RULE: TypeAdapter[int] = TypeAdapter(KLTokens)
+POSITION_WEIGHT_DECAY_RULE: TypeAdapter[float] = TypeAdapter(PositionWeightDecay)
+
+
+def checked_value(rule: TypeAdapter[Any], value: Any, name: str) -> Any:
+    """`value` checked by `rule`, with a one-line `ValueError` that names `name`."""
+    try:
+        return rule.validate_python(value)
+    except ValidationError as error:
+        problem = str(error.errors()[0]["msg"]).rstrip(".")
+        raise ValueError(f"{name}: {problem} (got {value!r}).") from None
+
 
 #: The most characters of a prompt that an error message quotes.
 MAXIMUM_QUOTED_PROMPT_LENGTH = 60
@@ -119,22 +141,17 @@ class TeacherForcedKLEngine:
         reference_storage: ReferenceStorage = ReferenceStorage.AUTO,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        if (
-            isinstance(kl_tokens, bool)
-            or not isinstance(kl_tokens, int)
-            or kl_tokens < 1
-        ):
-            raise ValueError(f"kl_tokens must be an integer >= 1, got {kl_tokens!r}.")
+        # The settings model's own rules, for callers that build the engine directly.
+        kl_tokens = checked_value(KL_TOKENS_RULE, kl_tokens, "kl_tokens")
+        position_weight_decay = checked_value(
+            POSITION_WEIGHT_DECAY_RULE, position_weight_decay, "position_weight_decay"
+        )
         if (
             isinstance(batch_size, bool)
             or not isinstance(batch_size, int)
             or batch_size < 1
         ):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-        if not 0 < position_weight_decay <= 1:
-            raise ValueError(
-                f"position_weight_decay must be in (0, 1], got {position_weight_decay!r}."
-            )
         self.kl_tokens = kl_tokens
         self.batch_size = batch_size
         self.position_weight_decay = position_weight_decay
