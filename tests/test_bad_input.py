@@ -204,8 +204,8 @@ def test_flag_after_model_says_model_comes_last(
         (
             ["--kl-prompts", ""],
             "",
-            "--kl-prompts key 'dataset': empty; give a .txt file with one prompt "
-            "per line, a dataset saved on disk, or a dataset ID",
+            "--kl-prompts: empty; give a .txt file with one prompt per line, a "
+            "dataset saved on disk, or a dataset ID (got '')",
         ),
         (
             ["--kl-prompts", '{"dataset": "good.txt", "split": "[:0]"}'],

@@ -177,7 +177,10 @@ def flag_of(setting: str) -> str:
     name, _, key = setting.partition(".")
     if name not in SETTING_FLAGS:
         return setting
-    return f"{SETTING_FLAGS[name]} key {key!r}" if key else SETTING_FLAGS[name]
+    # A plain `--kl-prompts VALUE` is the dataset itself.
+    if key and key != "dataset":
+        return f"{SETTING_FLAGS[name]} key {key!r}"
+    return SETTING_FLAGS[name]
 
 
 def converted(setting: str, flag: str, value: str) -> Any:
