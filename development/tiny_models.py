@@ -25,6 +25,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from tokenizers.trainers import BpeTrainer
 from transformers import (
     GenerationConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
@@ -137,16 +139,19 @@ def build_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
 
 def build_tiny_model(
     directory: Path,
-    architecture: Literal["llama", "qwen2"],
+    architecture: Literal["llama", "qwen2", "gpt2"],
     seed: int = 0,
     num_hidden_layers: int = 3,
+    max_position_embeddings: int = 2048,
 ) -> Path:
     """Build a tiny random-weight chat model in `directory` and return it.
 
     The folder holds the tokenizer from `build_tokenizer`, a float32
     `LlamaForCausalLM` or `Qwen2ForCausalLM` (hidden size 64, intermediate
-    size 128, 4 attention heads, 2 key-value heads, untied embeddings) and a
-    generation configuration whose end-of-sequence token is `<|im_end|>`.
+    size 128, 4 attention heads, 2 key-value heads, untied embeddings), or a
+    `GPT2LMHeadModel` (learned absolute positions, `max_position_embeddings` of
+    them), and a generation configuration whose end-of-sequence token is
+    `<|im_end|>`.
     The same `seed` always gives the same weights.
     """
     directory = Path(directory)
@@ -161,7 +166,7 @@ def build_tiny_model(
         "num_hidden_layers": num_hidden_layers,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
+        "max_position_embeddings": max_position_embeddings,
         "initializer_range": 0.3,
         "tie_word_embeddings": False,
         "bos_token_id": None,
@@ -176,6 +181,20 @@ def build_tiny_model(
         model = LlamaForCausalLM(LlamaConfig(**shared_settings))
     elif architecture == "qwen2":
         model = Qwen2ForCausalLM(Qwen2Config(**shared_settings))
+    elif architecture == "gpt2":
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=len(tokenizer),
+                n_embd=64,
+                n_layer=num_hidden_layers,
+                n_head=4,
+                n_positions=max_position_embeddings,
+                initializer_range=0.3,
+                bos_token_id=end_of_sequence_id,
+                eos_token_id=end_of_sequence_id,
+                pad_token_id=padding_id,
+            )
+        )
     else:
         raise ValueError(f"Unknown tiny model architecture: {architecture!r}")
     model.to(torch.float32)

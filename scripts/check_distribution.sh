@@ -88,11 +88,25 @@ with zipfile.ZipFile(wheel_path) as wheel:
 
 package = "heretic_teacher_forced_kl"
 problems = []
-for name in ("py.typed", "config.default.toml"):
-    if f"{package}/{name}" not in wheel_names:
-        problems.append(f"the wheel lacks {package}/{name}")
-    if f"src/{package}/{name}" not in sdist_names:
-        problems.append(f"the sdist lacks src/{package}/{name}")
+if f"{package}/py.typed" not in wheel_names:
+    problems.append(f"the wheel lacks {package}/py.typed")
+if f"src/{package}/py.typed" not in sdist_names:
+    problems.append(f"the sdist lacks src/{package}/py.typed")
+# config.default.toml: at the top of the sdist as of the repository, and inside
+# the wheel's package, the same file.
+with open("config.default.toml", "rb") as file:
+    config = file.read()
+with tarfile.open(sdist_path) as sdist:
+    top = [name for name in sdist.getnames() if name.endswith("/config.default.toml")]
+    if len(top) != 1 or top[0].count("/") != 1:
+        problems.append(f"the sdist holds config.default.toml as {top}, not at its top")
+    elif sdist.extractfile(top[0]).read() != config:
+        problems.append("the sdist's config.default.toml differs from the repository's")
+with zipfile.ZipFile(wheel_path) as wheel:
+    if f"{package}/config.default.toml" not in wheel_names:
+        problems.append(f"the wheel lacks {package}/config.default.toml")
+    elif wheel.read(f"{package}/config.default.toml") != config:
+        problems.append("the wheel's config.default.toml differs from the repository's")
 prompt_files = [
     name for name in wheel_names if name.startswith(f"{package}/data/prompts/")
 ]

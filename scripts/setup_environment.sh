@@ -27,12 +27,12 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 
-# The installation is skipped when neither pyproject.toml nor this script has
-# changed since the last successful one for the same extras and the package is
-# still installed: the install is editable, so edits to the source need no
+# The installation is skipped when neither pyproject.toml, setup.py nor this
+# script has changed since the last successful one for the same extras and the
+# package is still installed: the install is editable, so edits to the source need no
 # reinstall, and even an installer with nothing to do takes seconds.
 stamp_file=".venv/.heretic-tfkl-install-stamp-${extras//,/-}"
-stamp="$(cat pyproject.toml scripts/setup_environment.sh | sha256sum | cut -d ' ' -f 1)"
+stamp="$(cat pyproject.toml setup.py scripts/setup_environment.sh | sha256sum | cut -d ' ' -f 1)"
 if [ "$(cat "$stamp_file" 2>/dev/null || true)" = "$stamp" ] \
     && .venv/bin/python -c \
         "import importlib.metadata as metadata; metadata.version('heretic-teacher-forced-kl')" \

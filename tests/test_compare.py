@@ -411,8 +411,14 @@ def test_help_exits_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        (["--kl-tokens", "0"], "--kl-tokens: must be at least 1"),
-        (["--kl-tokens", "-3"], "--kl-tokens: must be at least 1"),
+        (
+            ["--kl-tokens", "0"],
+            "--kl-tokens: Input should be greater than or equal to 1",
+        ),
+        (
+            ["--kl-tokens", "-3"],
+            "--kl-tokens: Input should be greater than or equal to 1",
+        ),
         (["--kl-tokens", "many"], "--kl-tokens: invalid int value"),
         (["--batch-size", "0"], "--batch-size: must be at least 1"),
         (["--json", "/no/such/folder/report.json"], "--json: the folder"),
@@ -484,7 +490,9 @@ def test_bad_prompts(
     two.write_text("first\nsecond\n", encoding="utf-8")
     beyond = json.dumps({"dataset": str(two), "split": "[5:]"})
     assert compare([tiny_llama_path, tiny_llama_path, "--prompts", beyond]) == 2
-    assert "holds no prompts" in single_error_line(capsys)
+    assert "holds 2 prompts, and the split '[5:]' selects none" in single_error_line(
+        capsys
+    )
 
 
 def test_different_vocabularies(

@@ -3,7 +3,9 @@
 
 """
 Prompts longer than the model's context window (with the reference tokens)
-are scored, with one warning at reference building that counts them.
+are scored, with one warning at reference building that counts them; on a
+model with learned absolute positions (GPT-2), which cannot read them at all,
+they stop the measurement with one line.
 """
 
 import math
@@ -100,3 +102,42 @@ class MultimodalConfig:
 )
 def test_context_window_of_a_configuration(config: Any, expected: int | None) -> None:
     assert context_window(SimpleNamespace(config=config)) == expected
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny GPT-2 model with 40 learned absolute positions."""
+    from development.tiny_models import build_tiny_model
+
+    return build_tiny_model(
+        tmp_path_factory.mktemp("tiny-gpt2"), "gpt2", max_position_embeddings=40
+    )
+
+
+def test_prompt_beyond_a_learned_position_table_is_one_line(
+    tiny_gpt2_path: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A GPT-2-style model has no position beyond its table: a longer prompt
+    # cannot be read at all (torch raises "index out of range in self").
+    from heretic_teacher_forced_kl.cli.main import main
+
+    long_prompt = "Tell me a long story about " + "the sea and the sky and " * 20
+    prompt_file = tmp_path / "prompts.txt"
+    prompt_file.write_text(f"Hi\n{long_prompt}\n")
+    arguments = ["compare", str(tiny_gpt2_path), str(tiny_gpt2_path)]
+    options = ["--prompts", str(prompt_file), "--device", "cpu", "--quiet"]
+    status = main([*arguments, *options, "--kl-tokens", "3"])
+    output = capsys.readouterr().out.strip()
+    assert status == 2
+    assert output.splitlines()[-1] == (
+        "heretic-kl: error: A prompt of a batch of 2 (the longest: 'Tell me a long "
+        "story about the sea and the sky and the se...') with its 3 reference "
+        "tokens is longer than the 40 positions this model has learned (absolute "
+        "position embeddings, as in GPT-2), so the model cannot read it; shorten "
+        "the prompts or lower kl_tokens."
+    )
+    # Prompts that fit are measured as usual.
+    prompt_file.write_text("Hi\nName a fruit.\n")
+    assert main([*arguments, *options, "--kl-tokens", "2"]) == 0

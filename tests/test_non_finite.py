@@ -264,6 +264,38 @@ def test_report_of_a_candidate_with_non_finite_logits() -> None:
     assert report.most_divergent_prompts == [0, 1]
 
 
+def test_undefined_mean_has_an_undefined_standard_error() -> None:
+    # Two prompts are unchanged and one holds NaN logits: the mean change in the
+    # reference token's probability is undefined, and so is its standard error
+    # (not the 0.0 of the two defined prompts alone).
+    measurement = measurement_with(
+        [[0.0, INFINITY], [0.0, 0.0], [0.0, 0.0]],
+        [[True, True], [True, True], [True, True]],
+        [[False, True], [False, False], [False, False]],
+    )
+    reference = torch.log(torch.tensor([[0.9, 0.5], [0.8, 0.6], [0.8, 0.6]]))
+    measurement.reference_target_log_probabilities = reference
+    current = reference.clone()
+    current[0, 1] = NAN
+    measurement.current_target_log_probabilities = current
+    measurement.top1_agreement = torch.tensor(
+        [[True, False], [True, True], [True, True]]
+    )
+    report = build_report(measurement)
+    for mean, standard_error in [
+        (report.mean_probability_change, report.mean_probability_change_standard_error),
+        (
+            report.negative_log_likelihood_change,
+            report.negative_log_likelihood_change_standard_error,
+        ),
+    ]:
+        assert math.isnan(mean)
+        assert math.isnan(standard_error)
+    # The agreement is defined everywhere (NaN logits agree with no token).
+    assert report.top1_agreement == pytest.approx(5 / 6)
+    assert report.top1_agreement_standard_error > 0
+
+
 def test_perplexity_of_a_candidate_far_from_the_reference_does_not_overflow() -> None:
     measurement = measurement_with([[5.0, 6.0]], [[True, True]], [[False, False]])
     measurement.reference_target_log_probabilities = torch.tensor([[-0.1, -0.1]])

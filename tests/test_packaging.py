@@ -10,8 +10,11 @@ What the package declares and ships: its dependencies against its imports,
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 from importlib.metadata import packages_distributions, version
 from importlib.resources import files
 from pathlib import Path
@@ -99,10 +102,65 @@ def test_tomli_is_declared_for_python_before_3_11_only() -> None:
 def test_package_ships_type_information_and_the_default_config() -> None:
     package = files(PACKAGE_NAME)
     assert package.joinpath("py.typed").is_file()
-    assert package.joinpath("config.default.toml").is_file()
     with (REPOSITORY_ROOT / "pyproject.toml").open("rb") as file:
         package_data = tomllib.load(file)["tool"]["setuptools"]["package-data"]
-    assert {"py.typed", "config.default.toml"} <= set(package_data[PACKAGE_NAME])
+    assert "py.typed" in package_data[PACKAGE_NAME]
+    # The installed package's copy is the top-level file (an editable install
+    # links to it; a wheel holds a copy, see the next test).
+    assert (
+        package.joinpath("config.default.toml").read_bytes()
+        == (REPOSITORY_ROOT / "config.default.toml").read_bytes()
+    )
+
+
+#: What the sdist is built from (MANIFEST.in and pyproject.toml say what it holds).
+BUILD_INPUTS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE")
+
+
+def build(backend_call: str, source: Path, output: Path) -> Path:
+    """Runs a setuptools build hook in `source`; returns the file it built in `output`."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from setuptools import build_meta; "
+            f"print(build_meta.{backend_call}(sys.argv[1]))",
+            str(output),
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output / result.stdout.strip().splitlines()[-1]
+
+
+def test_sdist_and_wheel_ship_the_top_level_config_file(tmp_path: Path) -> None:
+    # As pip builds from the index: the sdist from the repository, the wheel
+    # from the unpacked sdist.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in (*BUILD_INPUTS, "config.default.toml"):
+        shutil.copy(REPOSITORY_ROOT / name, source / name)
+    shutil.copytree(
+        PACKAGE_DIRECTORY,
+        source / "src" / PACKAGE_NAME,
+        ignore=shutil.ignore_patterns("__pycache__", "config.default.toml"),
+    )
+    sdist_path = build("build_sdist", source, tmp_path / "dist")
+    expected = (REPOSITORY_ROOT / "config.default.toml").read_bytes()
+    with tarfile.open(sdist_path) as sdist:
+        sdist.extractall(tmp_path / "unpacked", filter="data")
+        top = [
+            name for name in sdist.getnames() if name.endswith("config.default.toml")
+        ]
+    assert len(top) == 1 and top[0].count("/") == 1
+    (unpacked,) = (tmp_path / "unpacked").iterdir()
+    assert (unpacked / "config.default.toml").read_bytes() == expected
+    wheel_path = build("build_wheel", unpacked, tmp_path / "wheel")
+    with zipfile.ZipFile(wheel_path) as wheel:
+        assert wheel.read(f"{PACKAGE_NAME}/config.default.toml") == expected
 
 
 def test_python_version_classifiers_match_heretic_llm_1_4_0() -> None:
@@ -158,6 +216,9 @@ def test_print_config_prints_the_shipped_settings_file() -> None:
     shipped = files(PACKAGE_NAME).joinpath("config.default.toml").read_text("utf-8")
     assert result.stdout == shipped
     assert "kl_tokens" in tomllib.loads(result.stdout)["scorer"]["TeacherForcedKL"]
+    # A user who installed the package from PyPI has no repository to look in.
+    for repository_path in ("src/", "docs/", "tests/", ".py"):
+        assert repository_path not in result.stdout
 
 
 def test_usage_shows_model_last_compare_and_the_informational_options() -> None:

@@ -76,9 +76,7 @@ def test_quoted_scale_is_that_of_the_evidence() -> None:
     assert round(min(ratios(3)), 2) == 0.46
     assert round(max(ratios(3)), 2) == 0.74
     readme = (REPOSITORY_ROOT / "README.md").read_text()
-    config = (
-        REPOSITORY_ROOT / "src" / "heretic_teacher_forced_kl" / "config.default.toml"
-    ).read_text()
+    config = (REPOSITORY_ROOT / "config.default.toml").read_text()
     for text in (readme, config):
         assert "0.54" in text and "0.46 to 0.74" in text and "0.40" in text
 

@@ -4,7 +4,7 @@
 """The settings model and `config.default.toml`, which documents it."""
 
 import sys
-from importlib.resources import files
+from typing import Any
 
 import pytest
 
@@ -13,14 +13,16 @@ from heretic_teacher_forced_kl.settings import (
     TeacherForcedKLSettings,
     validate_settings,
 )
+from tests.support.repository import REPOSITORY_ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
 
-# The file as the package ships it (`heretic-kl --print-config` prints it).
-CONFIG_FILE = files("heretic_teacher_forced_kl").joinpath("config.default.toml")
+# The file at the top of the repository, which the package ships a copy of
+# (tests/test_packaging.py checks the copy; `heretic-kl --print-config` prints it).
+CONFIG_FILE = REPOSITORY_ROOT / "config.default.toml"
 
 
 def documented_settings() -> list[tuple[str, str]]:
@@ -104,3 +106,30 @@ def test_invalid_settings_are_one_line_errors(
     assert text.startswith("config.toml [scorer.TeacherForcedKL] ")
     assert message in text
     assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("kl_tokens", 0),
+        ("kl_tokens", -3),
+        ("kl_tokens", True),
+        ("kl_tokens", 2.0),
+        ("kl_tokens", "3"),
+        ("position_weight_decay", 0.0),
+        ("position_weight_decay", 1.5),
+    ],
+)
+def test_the_engine_and_the_settings_model_apply_one_rule(
+    name: str, value: Any
+) -> None:
+    # One rule per setting: the settings model, the engine (for library callers)
+    # and `compare --kl-tokens` reject the same values with the same words.
+    from heretic_teacher_forced_kl.metric.engine import TeacherForcedKLEngine
+    from heretic_teacher_forced_kl.settings import validate_setting
+
+    with pytest.raises(ValueError) as from_engine:
+        TeacherForcedKLEngine(**{name: value})
+    with pytest.raises(ValueError) as from_settings:
+        validate_setting(name, value, name)
+    assert str(from_engine.value) == str(from_settings.value)

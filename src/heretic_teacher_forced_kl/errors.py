@@ -19,7 +19,11 @@ MAXIMUM_MESSAGE_LENGTH = 300
 
 
 class UsageError(ValueError):
-    """Bad input to a command, reported as one line before any model is loaded."""
+    """
+    Bad input, reported as one line with exit status 2: before any model is
+    loaded wherever it can be checked then, otherwise when it is met (a dataset
+    that cannot be loaded, say).
+    """
 
 
 class RunError(Exception):
@@ -57,7 +61,7 @@ def validation_problems(
     problems = []
     for details in error.errors():
         location = ".".join(str(part) for part in details["loc"]) or "(table)"
-        message = str(details["msg"]).rstrip(".")
+        message = str(details["msg"]).removeprefix("Value error, ").rstrip(".")
         if with_input and "input" in details and details["type"] != "missing":
             message += f" (got {details['input']!r})"
         problems.append(f"{location_name(location)}: {message}")

@@ -187,11 +187,14 @@ def pooled_mean(values: Tensor, counted: Tensor) -> float:
 def mean_over_prompts(values: Tensor, counted: Tensor) -> tuple[float, float]:
     """
     The mean of `values` over all counted positions, and its standard error
-    taken over prompts (from the spread of the per-prompt means).
+    taken over prompts (from the spread of the per-prompt means). A mean that is
+    undefined (a counted value is NaN) has an undefined standard error too, not
+    the spread of the prompts where it is defined.
     """
-    return pooled_mean(values, counted), standard_error_of_mean(
-        per_prompt_means(values, counted)
-    )
+    mean = pooled_mean(values, counted)
+    if math.isnan(mean):
+        return mean, math.nan
+    return mean, standard_error_of_mean(per_prompt_means(values, counted))
 
 
 def position_statistics(

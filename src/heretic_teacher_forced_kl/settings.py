@@ -9,19 +9,43 @@ this model. `config.default.toml` lists every field, in this order, with its
 description.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from heretic.config import DatasetSpecification
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import describe_validation_error
+from .errors import UsageError, describe_validation_error
+from .metric.engine import KLTokens, PositionWeightDecay
 from .metric.memory import ReferenceStorage
 from .names import SETTINGS_TABLE
 
 
-def default_prompts() -> DatasetSpecification:
+class PromptSpecification(DatasetSpecification):  # type: ignore[misc]
+    """
+    heretic's `DatasetSpecification`, with every key checked: heretic's own model
+    ignores keys it does not know, so a misspelled `splt` would select every
+    prompt without a word. heretic takes it wherever it takes its own (it is a
+    subclass), for example in `Context.load_prompts`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("dataset")
+    @classmethod
+    def dataset_is_named(cls, dataset: str) -> str:
+        """An empty dataset would be taken as a Hugging Face ID and fail after loading."""
+        if not dataset.strip():
+            raise ValueError(
+                "empty; give a .txt file with one prompt per line, a dataset saved "
+                "on disk, or a dataset ID"
+            )
+        return dataset
+
+
+def default_prompts() -> PromptSpecification:
     """Returns the same prompts as heretic's built-in KL divergence scorer."""
-    return DatasetSpecification(
+    return PromptSpecification(
         dataset="mlabonne/harmless_alpaca",
         split="test[:100]",
         column="text",
@@ -33,7 +57,7 @@ class TeacherForcedKLSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_enum_values=False)
 
-    prompts: DatasetSpecification = Field(
+    prompts: PromptSpecification = Field(
         default_factory=default_prompts,
         description=(
             "Prompt dataset used to measure KL divergence from the original model "
@@ -43,10 +67,8 @@ class TeacherForcedKLSettings(BaseModel):
         ),
     )
 
-    kl_tokens: int = Field(
+    kl_tokens: KLTokens = Field(
         default=3,
-        ge=1,
-        strict=True,
         description=(
             "Number of continuation tokens compared per prompt. The original model "
             "generates them greedily once; each trial scores all of them in one "
@@ -54,10 +76,8 @@ class TeacherForcedKLSettings(BaseModel):
         ),
     )
 
-    position_weight_decay: float = Field(
+    position_weight_decay: PositionWeightDecay = Field(
         default=1.0,
-        gt=0.0,
-        le=1.0,
         description=(
             "Geometric weight of successive positions: position k (from 0) is weighted by "
             "position_weight_decay ** k. 1 weights every position equally; smaller values "
@@ -90,26 +110,45 @@ class TeacherForcedKLSettings(BaseModel):
 CONFIG_FILE = "config.toml"
 
 
-def describe_settings_error(error: ValidationError, table: str = SETTINGS_TABLE) -> str:
-    """
-    The one line that reports an invalid `[table]` of `config.toml`: the same
-    for the launcher, for heretic's validation of the table and for the keys that
-    the scorer finds at `init`.
-    """
-    return describe_validation_error(
-        error,
-        prefix=f"{CONFIG_FILE} [{table}] ",
-        suffix=" (see config.default.toml of heretic-teacher-forced-kl).",
-    )
+#: Where every setting is described, for the end of a settings error.
+SETTINGS_HELP = " (heretic-kl --print-config describes every setting)."
+
+
+def table_location(table: str) -> Callable[[str], str]:
+    """Names a setting's dotted location as a key of `[table]` in `config.toml`."""
+    return lambda location: f"{CONFIG_FILE} [{table}] {location}"
 
 
 def validate_settings(
-    raw: dict[str, Any] | None, table: str = SETTINGS_TABLE
+    raw: dict[str, Any] | None,
+    table: str = SETTINGS_TABLE,
+    location_name: Callable[[str], str] | None = None,
+    suffix: str = SETTINGS_HELP,
 ) -> TeacherForcedKLSettings:
     """
-    Validates a raw settings table, raising `ValueError` with a one-line message.
+    Validates raw settings (a `config.toml` table, perhaps merged with flags): the
+    one check of every setting. Raises `UsageError` with one line that names each
+    bad setting as `location_name` spells it (by default a key of `[table]`).
     """
     try:
         return TeacherForcedKLSettings.model_validate(raw or {})
     except ValidationError as error:
-        raise ValueError(describe_settings_error(error, table)) from None
+        raise UsageError(
+            describe_validation_error(
+                error,
+                prefix="",
+                suffix=suffix,
+                location_name=location_name or table_location(table),
+            )
+        ) from None
+
+
+def validate_setting(name: str, value: Any, source: str) -> Any:
+    """
+    Validates one setting given on its own (`compare --kl-tokens`, say) by the
+    settings model, with one line that names `source`.
+    """
+    settings = validate_settings(
+        {name: value}, location_name=lambda _: source, suffix="."
+    )
+    return getattr(settings, name)

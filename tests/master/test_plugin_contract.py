@@ -66,7 +66,7 @@ def test_bad_kl_tokens_is_a_one_line_error_naming_the_setting(
 ) -> None:
     error = observations[f"bad_kl_tokens_{case}"]
     assert error.startswith(
-        "ValueError: config.toml [scorer.TeacherForcedKL] kl_tokens"
+        "UsageError: config.toml [scorer.TeacherForcedKL] kl_tokens"
     )
     assert "\n" not in error
 
@@ -99,10 +99,10 @@ def test_single_token_equals_built_in_first_token_kl(
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("empty_prompts_error", "ValueError: [scorer.TeacherForcedKL] prompts:"),
+        ("empty_prompts_error", "UsageError: [scorer.TeacherForcedKL] prompts:"),
         (
             "missing_prompts_error",
-            "ValueError: [scorer.TeacherForcedKL] prompts: no file",
+            "UsageError: [scorer.TeacherForcedKL] prompts: no file",
         ),
         ("no_model_error", "RuntimeError: TeacherForcedKL needs the model"),
     ],

@@ -81,7 +81,7 @@ def test_misspelled_key_stops_init_with_the_launchers_line(
     message = init_error(scorer)
     assert message == (
         "config.toml [scorer.TeacherForcedKL] kl_token: Extra inputs are not "
-        "permitted (got 5) (see config.default.toml of heretic-teacher-forced-kl)."
+        "permitted (got 5) (heretic-kl --print-config describes every setting)."
     )
     # heretic-kl gives the very same line for the same config.toml.
     with pytest.raises(UsageError) as launcher_error:

@@ -16,6 +16,7 @@ error that the launcher gives for the same table.
 import re
 from typing import Any
 
+from ..errors import UsageError
 from ..settings import CONFIG_FILE, validate_settings
 
 #: The top-level table of `config.toml` that holds the plugin tables.
@@ -43,7 +44,7 @@ def configured_scorers(heretic_settings: Any) -> list[tuple[str, str | None]]:
 
 def check_settings_tables(heretic_settings: Any, class_name: str) -> None:
     """
-    Stops with a one-line `ValueError` when a table of the scorer in heretic's
+    Stops with a one-line `UsageError` when a table of the scorer in heretic's
     settings holds a key that the settings model does not know (heretic drops
     such keys before it validates), or when a `[scorer.<ClassName>_<name>]` table
     belongs to no configured instance (heretic ignores such a table).
@@ -67,11 +68,11 @@ def check_settings_tables(heretic_settings: Any, class_name: str) -> None:
             location = f"{SCORER_TABLES}.{name}"
             if instance_name and instance_name not in instance_names:
                 configured = ", ".join(instance_names) or "none"
-                raise ValueError(
+                raise UsageError(
                     f"{CONFIG_FILE} [{location}]: no entry of scorers runs "
                     f"{class_name} with instance_name {instance_name!r} (configured "
                     f"instance names: {configured}); rename the table or the instance."
                 )
             if not isinstance(table, dict):
-                raise ValueError(f"{CONFIG_FILE} [{location}] must be a table.")
+                raise UsageError(f"{CONFIG_FILE} [{location}] must be a table.")
             validate_settings(table, location)

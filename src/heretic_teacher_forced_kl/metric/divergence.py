@@ -49,14 +49,24 @@ FLOAT32_BYTES = 4
 UNDEFINED_DIVERGENCE = float("inf")
 
 
+def computation_dtype(logits_dtype: torch.dtype) -> torch.dtype:
+    """
+    The dtype in which log-probabilities and KL divergences are computed: float32,
+    or float64 for float64 logits (a model loaded in float64, as the tests'
+    comparisons with float64 computations use).
+    """
+    return torch.promote_types(logits_dtype, torch.float32)
+
+
 def log_probabilities(logits: Tensor) -> Tensor:
     """
-    Returns the log-softmax of `logits` over the last dimension, in float32.
+    Returns the log-softmax of `logits` over the last dimension, in float32 (in
+    float64 for float64 logits).
 
     Models usually produce logits in bfloat16 or float16, whose resolution is far
     too coarse for differences between two nearly identical distributions.
     """
-    return F.log_softmax(logits.float(), dim=-1)
+    return F.log_softmax(logits.to(computation_dtype(logits.dtype)), dim=-1)
 
 
 def kl_divergence_per_position(
@@ -182,7 +192,9 @@ def chunked_log_probabilities(logits: Tensor, chunk_bytes: int = CHUNK_BYTES) ->
     """
     vocabulary = logits.shape[-1]
     rows = logits.reshape(-1, vocabulary)
-    result = torch.empty(rows.shape, dtype=torch.float32, device=logits.device)
+    result = torch.empty(
+        rows.shape, dtype=computation_dtype(logits.dtype), device=logits.device
+    )
     step = rows_per_chunk(vocabulary, chunk_bytes)
     for start in range(0, rows.shape[0], step):
         result[start : start + step] = log_probabilities(rows[start : start + step])
@@ -222,10 +234,13 @@ def batch_divergence(
     row_count = logit_rows.shape[0]
     target_rows = targets.reshape(-1).to(device) if targets is not None else None
 
-    kl = torch.empty(row_count, dtype=torch.float32, device=device)
+    dtype = torch.promote_types(
+        computation_dtype(logits.dtype), reference_log_probabilities.dtype
+    )
+    kl = torch.empty(row_count, dtype=dtype, device=device)
     if target_rows is not None:
-        current_target = torch.empty(row_count, dtype=torch.float32, device=device)
-        reference_target = torch.empty(row_count, dtype=torch.float32, device=device)
+        current_target = torch.empty(row_count, dtype=dtype, device=device)
+        reference_target = torch.empty(row_count, dtype=dtype, device=device)
         agreement = torch.empty(row_count, dtype=torch.bool, device=device)
 
     step = rows_per_chunk(vocabulary, chunk_bytes)

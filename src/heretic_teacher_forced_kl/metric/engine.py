@@ -24,12 +24,13 @@ trial's KL divergence would be NaN. `build_reference` stops with an
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field, TypeAdapter, ValidationError
 from torch import Tensor
 
-from ..errors import UnusableModelError
+from ..errors import UnusableModelError, UsageError
 from .divergence import (
     BatchDivergence,
     batch_divergence,
@@ -50,10 +51,32 @@ from .reference import (
     build_reference_batch,
     context_window,
     input_device,
+    learned_position_count,
     sequence_lengths,
 )
 
 logger = logging.getLogger(__name__)
+
+#: The rule for the number of reference tokens compared per prompt: a whole
+#: number of at least 1. The settings model (`settings.py`) declares its field
+#: with it, and the engine checks its argument by it: one rule, one place.
+KLTokens = Annotated[int, Field(ge=1, strict=True)]
+
+#: The rule for the geometric weight of successive positions: in (0, 1].
+PositionWeightDecay = Annotated[float, Field(gt=0.0, le=1.0)]
+
+KL_TOKENS_RULE: TypeAdapter[int] = TypeAdapter(KLTokens)
+POSITION_WEIGHT_DECAY_RULE: TypeAdapter[float] = TypeAdapter(PositionWeightDecay)
+
+
+def checked_value(rule: TypeAdapter[Any], value: Any, name: str) -> Any:
+    """`value` checked by `rule`, with a one-line `ValueError` that names `name`."""
+    try:
+        return rule.validate_python(value)
+    except ValidationError as error:
+        problem = str(error.errors()[0]["msg"]).rstrip(".")
+        raise ValueError(f"{name}: {problem} (got {value!r}).") from None
+
 
 #: The most characters of a prompt that an error message quotes.
 MAXIMUM_QUOTED_PROMPT_LENGTH = 60
@@ -86,6 +109,22 @@ def non_finite_reference_error(
     )
 
 
+def beyond_position_table_error(
+    positions: int, kl_tokens: int, prompts: list[Any]
+) -> UsageError:
+    """
+    The error for prompts that a model with learned absolute positions cannot
+    read: with the reference tokens they are longer than its position table.
+    """
+    longest = max(prompts, key=lambda prompt: len(str(getattr(prompt, "user", prompt))))
+    return UsageError(
+        f"A prompt of a batch of {len(prompts)} (the longest: {describe_prompt(longest)}) "
+        f"with its {kl_tokens} reference tokens is longer than the {positions} "
+        "positions this model has learned (absolute position embeddings, as in "
+        "GPT-2), so the model cannot read it; shorten the prompts or lower kl_tokens."
+    )
+
+
 class TeacherForcedKLEngine:
     """
     Measures teacher-forced multi-token KL divergence against a stored reference.
@@ -102,22 +141,17 @@ class TeacherForcedKLEngine:
         reference_storage: ReferenceStorage = ReferenceStorage.AUTO,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        if (
-            isinstance(kl_tokens, bool)
-            or not isinstance(kl_tokens, int)
-            or kl_tokens < 1
-        ):
-            raise ValueError(f"kl_tokens must be an integer >= 1, got {kl_tokens!r}.")
+        # The settings model's own rules, for callers that build the engine directly.
+        kl_tokens = checked_value(KL_TOKENS_RULE, kl_tokens, "kl_tokens")
+        position_weight_decay = checked_value(
+            POSITION_WEIGHT_DECAY_RULE, position_weight_decay, "position_weight_decay"
+        )
         if (
             isinstance(batch_size, bool)
             or not isinstance(batch_size, int)
             or batch_size < 1
         ):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-        if not 0 < position_weight_decay <= 1:
-            raise ValueError(
-                f"position_weight_decay must be in (0, 1], got {position_weight_decay!r}."
-            )
         self.kl_tokens = kl_tokens
         self.batch_size = batch_size
         self.position_weight_decay = position_weight_decay
@@ -154,15 +188,22 @@ class TeacherForcedKLEngine:
         self.reference_log_probabilities = []
         self.storage_device = None
         self.reference_has_zero_probabilities = False
+        hf_model = model.model
         with torch.inference_mode():
             for start in range(0, len(prompts), self.batch_size):
-                self.batches.append(
-                    build_reference_batch(
-                        model, prompts[start : start + self.batch_size], self.kl_tokens
-                    )
-                )
+                batch_prompts = prompts[start : start + self.batch_size]
+                try:
+                    batch = build_reference_batch(model, batch_prompts, self.kl_tokens)
+                except (IndexError, RuntimeError) as error:
+                    positions = learned_position_count(hf_model)
+                    if positions is None or "index" not in str(error).lower():
+                        raise
+                    self.batches = []
+                    raise beyond_position_table_error(
+                        positions, self.kl_tokens, batch_prompts
+                    ) from None
+                self.batches.append(batch)
 
-            hf_model = model.model
             self._warn_beyond_context_window(hf_model, len(prompts))
             device = input_device(hf_model)
             results = self._run_batches(
@@ -231,6 +272,7 @@ class TeacherForcedKLEngine:
                 self.kl_tokens,
                 log_probs.shape[-1],
                 self.reference_storage,
+                log_probs.element_size(),
             )
             self.storage_device = plan.device
             self.reference_bytes = plan.reference_bytes

@@ -101,12 +101,14 @@ def plan_reference_storage(
     kl_tokens: int,
     vocabulary: int,
     reference_storage: ReferenceStorage,
+    bytes_per_value: int = BYTES_PER_LOG_PROBABILITY,
 ) -> StoragePlan:
     """
-    Decides where the reference log-probabilities of `prompt_count` prompts live,
-    and describes the decision in one line of plain text.
+    Decides where the reference log-probabilities of `prompt_count` prompts live
+    (`bytes_per_value` each: 4 in float32, 8 in float64), and describes the
+    decision in one line of plain text.
     """
-    reference_bytes = prompt_count * kl_tokens * vocabulary * BYTES_PER_LOG_PROBABILITY
+    reference_bytes = prompt_count * kl_tokens * vocabulary * bytes_per_value
     device = storage_device_for(logits_device, reference_bytes, reference_storage)
     if device.type != "cpu":
         where = f"on {device}"
@@ -116,7 +118,8 @@ def plan_reference_storage(
         where = "in CPU memory"
     description = (
         f"Reference log-probabilities: {prompt_count} prompts x {kl_tokens} tokens x "
-        f"{vocabulary} vocabulary x 4 bytes = {reference_bytes / 2**20:.1f} MiB, "
+        f"{vocabulary} vocabulary x {bytes_per_value} bytes = "
+        f"{reference_bytes / 2**20:.1f} MiB, "
         f"kept {where}"
     )
     return StoragePlan(device, reference_bytes, description)

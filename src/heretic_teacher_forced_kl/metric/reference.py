@@ -149,6 +149,26 @@ def context_window(hf_model: Any) -> int | None:
     return None
 
 
+#: The names that Hugging Face models give a table of learned absolute positions
+#: (GPT-2 and GPT-Neo `wpe`, OPT `embed_positions`, BERT-style `position_embeddings`).
+POSITION_TABLE_NAMES = ("wpe", "embed_positions", "position_embeddings")
+
+
+def learned_position_count(hf_model: Any) -> int | None:
+    """
+    The number of positions of the model's learned absolute position table, or
+    None for a model without one (rotary or ALiBi positions). Unlike rotary
+    positions, such a table has no entry beyond its last row: a longer sequence
+    cannot be run at all.
+    """
+    for name, module in hf_model.named_modules():
+        if isinstance(module, torch.nn.Embedding) and (
+            name.rsplit(".", 1)[-1] in POSITION_TABLE_NAMES
+        ):
+            return context_window(hf_model) or int(module.num_embeddings)
+    return None
+
+
 def sequence_lengths(batch: ReferenceBatch) -> Tensor:
     """
     The number of tokens that the teacher-forced pass reads for each prompt of

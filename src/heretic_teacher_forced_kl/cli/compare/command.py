@@ -26,6 +26,7 @@ from ...errors import RunError, UsageError, describe_validation_error, one_line
 from ...metric.engine import describe_prompt
 from ...prompts import load_prompt_set, prompts_table
 from ...report import ComparisonReport, build_report
+from ...settings import PromptSpecification, validate_setting
 from ..model_sources import resolve_source
 from .document import decode_references, report_document
 from .models import (
@@ -178,8 +179,7 @@ def build_parser() -> CompareArgumentParser:
 
 def check_options(options: argparse.Namespace) -> None:
     """Checks every option that can be checked before anything is loaded."""
-    if options.kl_tokens < 1:
-        raise UsageError(f"--kl-tokens: must be at least 1, got {options.kl_tokens}.")
+    validate_setting("kl_tokens", options.kl_tokens, "--kl-tokens")
     if options.batch_size < 1:
         raise UsageError(f"--batch-size: must be at least 1, got {options.batch_size}.")
     for flag in ("json", "plot"):
@@ -229,14 +229,13 @@ def check_output_path(path: Path, flag: str) -> None:
 
 def prompt_specification(value: str | None) -> Any:
     """Turns the value of `--prompts` into heretic's `DatasetSpecification`."""
-    from heretic.config import DatasetSpecification
     from pydantic import ValidationError
 
     if value is None:
-        return DatasetSpecification(dataset=default_prompts_path())
+        return PromptSpecification(dataset=default_prompts_path())
     fields = prompts_table(value, "--prompts")
     try:
-        return DatasetSpecification.model_validate(fields)
+        return PromptSpecification.model_validate(fields)
     except ValidationError as error:
         raise UsageError(
             describe_validation_error(
@@ -255,14 +254,11 @@ def load_comparison_prompts(specification: Any, system_prompt: str) -> list[Any]
     from heretic.utils import load_prompts
 
     settings = SimpleNamespace(system_prompt=system_prompt)
-    try:
-        return load_prompt_set(
-            lambda specification: load_prompts(settings, specification),  # type: ignore[arg-type]
-            specification,
-            "--prompts",
-        )
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    return load_prompt_set(
+        lambda specification: load_prompts(settings, specification),  # type: ignore[arg-type]
+        specification,
+        "--prompts",
+    )
 
 
 def run(options: argparse.Namespace) -> None:

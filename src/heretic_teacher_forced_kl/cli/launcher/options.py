@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from ...errors import UsageError, describe_validation_error
+from ...errors import UsageError
 from ...names import TEACHER_FORCED_KL_NAME
 from ...prompts import prompts_table
 from ...settings import TeacherForcedKLSettings
@@ -172,8 +170,17 @@ def destination(flag: str) -> str:
 
 
 def flag_of(setting: str) -> str:
-    """The flag of a setting (its dotted location), or the location itself."""
-    return SETTING_FLAGS.get(setting.split(".", 1)[0], setting)
+    """
+    The flag of a setting by its dotted location, with the key inside the flag's
+    value where there is one (`--kl-prompts key 'splt'`), or the location itself.
+    """
+    name, _, key = setting.partition(".")
+    if name not in SETTING_FLAGS:
+        return setting
+    # A plain `--kl-prompts VALUE` is the dataset itself.
+    if key and key != "dataset":
+        return f"{SETTING_FLAGS[name]} key {key!r}"
+    return SETTING_FLAGS[name]
 
 
 def converted(setting: str, flag: str, value: str) -> Any:
@@ -192,19 +199,16 @@ def converted(setting: str, flag: str, value: str) -> Any:
 
 
 def parse_setting_flags(namespace: argparse.Namespace) -> dict[str, Any]:
-    """Converts and validates the scorer-setting flags that were given."""
-    flags = {
+    """
+    The scorer-setting flags that were given, converted to their settings' types;
+    the settings model validates them together with `config.toml`
+    (`config.effective_settings`).
+    """
+    return {
         setting: converted(setting, flag, getattr(namespace, destination(flag)))
         for setting, flag in SETTING_FLAGS.items()
         if getattr(namespace, destination(flag)) is not None
     }
-    try:
-        TeacherForcedKLSettings.model_validate(flags)
-    except ValidationError as error:
-        raise UsageError(
-            describe_validation_error(error, "", ".", location_name=flag_of)
-        ) from None
-    return flags
 
 
 def parse_save_trials(value: str | None) -> tuple[int, ...] | None:

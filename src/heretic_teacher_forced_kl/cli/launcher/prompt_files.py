@@ -39,7 +39,7 @@ def check_kl_prompt_file(
     `good_evaluation_prompts` (None where 1.4.0 would not run a study).
     """
     if prompts_set_explicitly:
-        dataset = settings.prompts.dataset
+        dataset, split = settings.prompts.dataset, settings.prompts.split
         setting = (
             SETTING_FLAGS["prompts"]
             if "prompts" in setting_flags
@@ -50,10 +50,11 @@ def check_kl_prompt_file(
         if specification is None:
             return
         dataset, setting = specification.dataset, LEGACY_DEFAULT_PROMPTS
+        split = specification.split
     else:
         # heretic master's scorer defaults to a dataset ID, which only loading can check.
         return
     try:
-        check_prompt_file(dataset, setting)
+        check_prompt_file(dataset, setting, split)
     except ValueError as error:
         raise UsageError(str(error)) from None

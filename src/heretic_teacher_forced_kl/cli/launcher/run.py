@@ -20,6 +20,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from ...adapters.saving import check_free
@@ -40,6 +41,7 @@ from .config import (
     read_config_file,
 )
 from .heretic_arguments import model_argument, option_value, without_option
+from .heretic_settings import check_heretic_settings
 from .options import (
     HERETIC_SAVING_SETTINGS,
     SETTING_FLAGS,
@@ -166,6 +168,7 @@ def launch(arguments: list[str]) -> int:
     )
     check_saving_settings(options, config)
     check_save_targets(options)
+    check_heretic_settings(options.heretic_arguments)
     # Imported only now, so that bad input is answered before heretic loads.
     from ...adapters.host import unwrap_heretic_console
     from ...adapters.plugin_api import HAS_PLUGIN_API
@@ -254,6 +257,7 @@ def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> int:
     import heretic.main as heretic_main
 
     from ...adapters.plugin_host import MasterRun, SavePlan
+    from ...adapters.settings_tables import check_settings_tables
 
     settings = None
     check_prompts = None
@@ -280,6 +284,13 @@ def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> int:
         current_scorers(options.heretic_arguments, config, default),
         options.scorer.plugin,
     )
+    if options.scorer.is_teacher_forced_kl:
+        # The scorer's tables as heretic will hand them over, checked before the
+        # model loads (the scorer checks them again at `init` without the launcher).
+        check_settings_tables(
+            SimpleNamespace(model_extra=config, scorers=scorers),
+            options.scorer.class_name,
+        )
     # One argument, `--scorers=JSON`, first: heretic takes a trailing argument that
     # is not a flag as MODEL, so with the model only in config.toml or
     # HERETIC_MODEL a separate JSON value would become `--model JSON`.

@@ -71,7 +71,27 @@ def resolve_scorer(name: str) -> ScorerChoice:
 
 def parse_json_list(value: str, source: str) -> list[dict[str, Any]]:
     """Parses a JSON list of scorers, with a one-line error naming its source."""
-    scorers: list[dict[str, Any]] = parse_json(value, source, list, "a list of scorers")
+    scorers: list[Any] = parse_json(value, source, list, "a list of scorers")
+    return checked_scorers(scorers, source)
+
+
+def checked_scorers(scorers: Any, source: str) -> list[dict[str, Any]]:
+    """
+    `scorers` as heretic takes them, a list of tables that each name a plugin,
+    with a one-line error naming `source` otherwise.
+    """
+    example = f'{{ plugin = "{TEACHER_FORCED_KL_PLUGIN}", optimization = "minimize" }}'
+    if not isinstance(scorers, list):
+        raise UsageError(
+            f"{source}: must be a list of scorer tables such as [{example}]; "
+            f"got {scorers!r}."
+        )
+    for entry in scorers:
+        if not isinstance(entry, dict) or not isinstance(entry.get("plugin"), str):
+            raise UsageError(
+                f"{source}: every entry must be a table that names a plugin, such "
+                f"as {example}; got {entry!r}."
+            )
     return scorers
 
 
@@ -89,8 +109,8 @@ def current_scorers(
         return parse_json_list(value, "--scorers")
     if os.environ.get("HERETIC_SCORERS"):
         return parse_json_list(os.environ["HERETIC_SCORERS"], "HERETIC_SCORERS")
-    if isinstance(config.get("scorers"), list):
-        return list(config["scorers"])
+    if "scorers" in config:
+        return list(checked_scorers(config["scorers"], "config.toml scorers"))
     return default
 
 
