@@ -21,17 +21,24 @@ from heretic_teacher_forced_kl.metric.measurement import (
     masked_weighted_mean,
 )
 
+#: float32's unit roundoff: a float32 operation is exact to a relative 2**-24.
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+
 
 def test_kl_per_position_matches_definition() -> None:
     generator = torch.Generator().manual_seed(0)
     reference = log_probabilities(torch.randn(2, 3, 11, generator=generator))
     current = log_probabilities(torch.randn(2, 3, 11, generator=generator))
-    expected = (reference.double().exp() * (reference.double() - current.double())).sum(
-        -1
-    )
-    assert torch.allclose(
-        kl_divergence_per_position(reference, current).double(), expected, atol=1e-6
-    )
+    terms = reference.double().exp() * (reference.double() - current.double())
+    expected = terms.sum(-1)
+    # The same float32 inputs, summed in float32: each of the V = 11 terms is off
+    # by at most 4 roundings (exp, exact to one unit in the last place, counts
+    # two; the subtraction and the product one each) and the sum adds at most
+    # V - 1 more, each relative to the absolute sum of the terms: an error of at
+    # most (V + 3) * 2**-24 * sum |t_i| per position, in any summation order.
+    bound = (terms.shape[-1] + 3) * FLOAT32_UNIT_ROUNDOFF * terms.abs().sum(-1)
+    error = (kl_divergence_per_position(reference, current).double() - expected).abs()
+    assert bool((error <= bound).all())
 
 
 def test_kl_of_identical_distributions_is_zero() -> None:
@@ -58,7 +65,12 @@ def test_first_position_equals_heretic_batchmean() -> None:
         torch.ones(4, 1, dtype=torch.bool),
         position_weights(1, 1.0),
     )
-    assert ours == pytest.approx(float(heretic), abs=1e-6)
+    # Two float32 computations of the same 4 rows of V = 20 terms, each within
+    # (V + 3) * 2**-24 * sum |t_i| of the exact value per row (see above), and
+    # averaged: they differ by at most twice the mean of that bound.
+    terms = reference.double().exp() * (reference.double() - current.double())
+    bound = 2 * (20 + 3) * FLOAT32_UNIT_ROUNDOFF * float(terms.abs().sum(-1).mean())
+    assert abs(ours - float(heretic)) <= bound
 
 
 def test_counted_positions_include_first_end_of_sequence_only() -> None:

@@ -52,6 +52,7 @@ value, differ by at most twice it.
 
 import contextlib
 import math
+import weakref
 from typing import Any
 
 import torch
@@ -99,12 +100,44 @@ def kl_error_bound(
     )
 
 
+#: `largest_logit`'s answers, by model, then by adapter state, prompts and tokens
+#: (held only as long as the model lives).
+_largest_logits: weakref.WeakKeyDictionary[
+    Any, dict[tuple[Any, ...], tuple[float, int]]
+] = weakref.WeakKeyDictionary()
+
+
+def adapter_fingerprint(model: Any) -> float:
+    """A number that changes whenever the LoRA adapters of `model` change."""
+    with torch.no_grad():
+        return float(
+            sum(
+                float(parameter.double().abs().sum()) * (index + 1)
+                for index, (name, parameter) in enumerate(
+                    sorted(model.model.named_parameters())
+                )
+                if "lora_" in name
+            )
+        )
+
+
 def largest_logit(model: Any, prompts: list[Any], tokens: int) -> tuple[float, int]:
     """
     The largest logit magnitude of `model`, as it is now and as the original (its
     adapters disabled), over the positions that a reference of `tokens` tokens
-    scores, and the longest sequence it reads.
+    scores, and the longest sequence it reads (remembered per adapter state).
     """
+    answers = _largest_logits.setdefault(model, {})
+    key = (adapter_fingerprint(model), tuple(map(repr, prompts)), tokens)
+    if key not in answers:
+        answers[key] = measured_largest_logit(model, prompts, tokens)
+    return answers[key]
+
+
+def measured_largest_logit(
+    model: Any, prompts: list[Any], tokens: int
+) -> tuple[float, int]:
+    """`largest_logit`, measured by generating with `model`."""
     largest = 0.0
     for original in (False, True):
         with model.model.disable_adapter() if original else contextlib.nullcontext():
