@@ -33,7 +33,7 @@ fi
 # As in setup_environment.sh: nothing to do when neither the inputs nor this
 # script changed since the last successful installation.
 stamp_file=".venv-master/.heretic-tfkl-install-stamp"
-stamp="$( (cat pyproject.toml scripts/setup_master_environment.sh; echo "$heretic_master") \
+stamp="$( (cat pyproject.toml setup.py scripts/setup_master_environment.sh; echo "$heretic_master") \
     | sha256sum | cut -d ' ' -f 1)"
 if [ "$(cat "$stamp_file" 2>/dev/null || true)" = "$stamp" ] \
     && .venv-master/bin/python -c "import heretic.scorer, heretic_teacher_forced_kl" \

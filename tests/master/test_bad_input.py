@@ -5,12 +5,10 @@
 Bad input on the real heretic master (the plugin API): one line and exit
 status 2, before the model loads wherever the launcher can tell (issue 19).
 
-These tests need heretic master (`../shared/wheels`), installed in an
-environment of its own; they are marked `heretic_master` and do not run
-against heretic-llm 1.4.0.
+They run in the environment of heretic master (`.venv-master`, built by
+`scripts/test.sh` from `../shared/wheels`), like every test in `tests/master`.
 """
 
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -25,14 +23,6 @@ from heretic_teacher_forced_kl.errors import UsageError
 from heretic_teacher_forced_kl.names import TEACHER_FORCED_KL_PLUGIN
 from tests.support.repository import environment_with_repository, module_command
 from tests.test_launcher import write_study_config
-
-pytestmark = [
-    pytest.mark.heretic_master,
-    pytest.mark.skipif(
-        importlib.util.find_spec("heretic.scorer") is None,
-        reason="needs heretic master (the plugin API); see ../shared/wheels",
-    ),
-]
 
 #: The line that starts every error of `heretic-kl`.
 ERROR = "heretic-kl: error: "
