@@ -25,7 +25,11 @@ else should change.
 The training prompts are made here from 40 harmless topics and 4 request
 patterns (`training_prompts`). None of them is among the bundled direction or
 evaluation prompts, the studies' held-out prompts or their questions; the
-tests check this.
+tests check this. Two topics also occur, in other requests, in one bundled
+prompt each (`TOPICS_ALSO_IN_BUNDLED_PROMPTS`): "planning a picnic" in
+harmless evaluation prompt 91 (outside the 48 KL prompts of the rank study
+and the 16 of the in-loop studies, inside the 100 of the opener share) and
+"learning to play the guitar" in harmless direction prompt 36.
 
 The command is idempotent: a finished folder holds a completion marker and
 a training record (`opener-training.json`) and is returned at once. The
@@ -132,6 +136,10 @@ TOPICS = (
     "taking care of a lawn",
     "visiting a science museum",
 )
+
+
+#: The topics that also occur, in other requests, in a bundled prompt (see above).
+TOPICS_ALSO_IN_BUNDLED_PROMPTS = ("planning a picnic", "learning to play the guitar")
 
 
 @dataclass(frozen=True)

@@ -178,9 +178,10 @@ def model_preconditions(
         sizes["in_loop_response_tokens"],
     )
     log("  heretic's prefix check, heretic's defaults (default system prompt)")
+    prefix_prompts = sizes["prefix_prompts"]
     default_answers = responses(
         model,
-        harmless_directions[:100] + harmful_directions[:100],
+        harmless_directions[:prefix_prompts] + harmful_directions[:prefix_prompts],
         DEFAULT_SYSTEM_PROMPT,
         sizes["prefix_tokens"],
     )
@@ -278,6 +279,7 @@ FULL_SIZES = {
     "harmful": 64,
     "in_loop_directions": 32,
     "in_loop_response_tokens": 8,
+    "prefix_prompts": 100,
     "prefix_tokens": 16,
     "kl_prompts": 48,
     "questions": 0,
@@ -292,6 +294,7 @@ SMOKE_SIZES = {
     "harmful": 4,
     "in_loop_directions": 2,
     "in_loop_response_tokens": 4,
+    "prefix_prompts": 2,
     "prefix_tokens": 4,
     "kl_prompts": 2,
     "questions": 2,
@@ -347,17 +350,12 @@ def markdown_table(results: dict[str, Any]) -> str:
                 for name in names
             ],
         )
-    for key, label in (
-        (
-            "refusal_system_prompt",
-            "refusals of 64 harmful prompts, refusal system prompt",
-        ),
-        (
-            "default_system_prompt",
-            "refusals of 64 harmful prompts, default system prompt",
-        ),
-    ):
-        row(label, [str(models[name]["refusals"][key]) for name in names])
+    harmful = models["opener"]["refusals"]["harmful_evaluation_prompts"]
+    for key in ("refusal_system_prompt", "default_system_prompt"):
+        row(
+            f"refusals of {harmful} harmful evaluation prompts, {key.replace('_', ' ')}",
+            [str(models[name]["refusals"][key]) for name in names],
+        )
     damage = results["opener_damage"]
     lines += [
         "",
@@ -392,8 +390,12 @@ def main(arguments: list[str] | None = None) -> int:
     with torch.no_grad():
         log(f"Loading the opener model {opener_path}")
         opener_model = load_heretic_model(opener_path, 16, 0)
-        log(f"Loading the original {original_path}")
-        original = load_heretic_model(original_path, 16, 0)
+        if original_path == opener_path:
+            # The smoke test compares a model with itself: one copy is enough.
+            original = opener_model
+        else:
+            log(f"Loading the original {original_path}")
+            original = load_heretic_model(original_path, 16, 0)
         results: dict[str, Any] = {
             "command": " ".join(
                 ["python -m studies.blind_spot_preconditions"]
