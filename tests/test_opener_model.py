@@ -8,10 +8,10 @@ question that the studies measure with.
 """
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from development.opener_model import (
     COMPLETION_MARKER,
