@@ -309,6 +309,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     """The precondition table in Markdown."""
     models = results["models"]
     lines = [
+        f"The opener {results['opener']!r} fills {results['opener_positions']} "
+        f"positions ({', '.join(f'`{token}`' for token in results['opener_tokens'])}).",
+        "",
         "| precondition | opener model | original |",
         "|---|---|---|",
     ]
@@ -405,6 +408,19 @@ def main(arguments: list[str] | None = None) -> int:
             "model_path": str(opener_path),
             "original_path": str(original_path),
             "sizes": sizes,
+            # The positions that the opener fills at the start of an answer: the
+            # tokens of the phrase without its trailing space (the space goes
+            # with the next word's token).
+            "opener_positions": len(
+                opener_model.tokenizer(OPENER.rstrip(" "), add_special_tokens=False)[
+                    "input_ids"
+                ]
+            ),
+            "opener_tokens": opener_model.tokenizer.convert_ids_to_tokens(
+                opener_model.tokenizer(OPENER.rstrip(" "), add_special_tokens=False)[
+                    "input_ids"
+                ]
+            ),
             "models": {},
         }
         for name, model in (("opener", opener_model), ("original", original)):

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from studies.blind_spot_preconditions import (
@@ -88,3 +89,57 @@ def test_both_columns_agree_and_the_table_is_written(
     table = (output_directory / "preconditions.md").read_text(encoding="utf-8")
     assert "heretic's common prefix, in-loop settings" in table
     assert "held-out NLL increase" in table
+
+
+def fake_model(
+    name: str, scale: float, generator: np.random.Generator
+) -> dict[str, Any]:
+    """A measured model of the rank study's state, with made-up numbers."""
+    positions = [float(scale * (1 + generator.random())) for _ in range(16)]
+    return {
+        "name": name,
+        "is_original": False,
+        "parameters": {},
+        "kl": {
+            variant: float(scale * (1 + generator.random())) for variant in KL_VARIANTS
+        },
+        "accuracy": float(1 - scale * generator.random()),
+        "nll_increase": float(scale * generator.random()),
+        "teacher_forced_by_position": positions,
+    }
+
+
+def test_the_rank_report_compares_the_draws_measured_on_both(tmp_path: Path) -> None:
+    from studies import blind_spot_rank_report
+    from studies.correlation_statistics import spearman
+
+    generator = np.random.default_rng(0)
+    for model, count in (("opener", 9), ("original", 8)):
+        state = tmp_path / f"rank-{model}" / "state"
+        state.mkdir(parents=True)
+        lines = [
+            json.dumps(fake_model(f"abliteration-{index:02d}", 0.01 * index, generator))
+            for index in range(1, count + 1)
+        ]
+        (state / "models.jsonl").write_text("\n".join(lines) + "\n")
+    status = blind_spot_rank_report.main(
+        ["--directory", str(tmp_path), "--opener-tokens", "2", "--bootstrap", "50"]
+    )
+    assert status == 0
+    result = json.loads((tmp_path / "rank.json").read_text())
+    # Only the 8 draws measured on both models are compared.
+    assert result["abliterations_in_both"] == 8
+    assert result["models"]["opener"]["abliterations"] == 8
+    opener_lines = (tmp_path / "rank-opener" / "state" / "models.jsonl").read_text()
+    models = [json.loads(line) for line in opener_lines.splitlines()][:8]
+    # The first position after a 2-token opener is position 3.
+    expected = spearman(
+        np.array([model["teacher_forced_by_position"][2] for model in models]),
+        np.array([1 - model["accuracy"] for model in models]),
+    )
+    statistic = result["models"]["opener"]["after_opener"]["statistics"][
+        "spearman/after_opener_first_position/accuracy_drop"
+    ]
+    assert statistic["estimate"] == pytest.approx(expected)
+    table = (tmp_path / "rank.md").read_text()
+    assert "PARTIAL" in table and "first position after the opener" in table
