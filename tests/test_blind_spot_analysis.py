@@ -96,3 +96,53 @@ def test_the_old_rule_reproduces_docs_in_loop() -> None:
     nll = compare(rows, "teacher-forced-3", "nll_increase", old_rule=True)
     assert nll["mean"] == pytest.approx(-0.0007, abs=5e-5)
     assert not nll["equivalent_within_margin"]
+
+
+def test_the_in_loop_study_takes_a_teacher_forced_arm_and_leaves_the_prefix_check_on(
+    tmp_path: Path,
+) -> None:
+    from studies import in_loop
+
+    options = in_loop.parse_arguments(
+        [
+            "--arms",
+            "first-token",
+            "--teacher-forced-arm",
+            "8:0.05",
+            "--prefix-check",
+            "--model",
+            str(tmp_path),
+        ]
+    )
+    assert options.arms == ["first-token", "teacher-forced-8-target-0.05"]
+    arm = in_loop.ARMS["teacher-forced-8-target-0.05"]
+    assert arm.launcher_options() == [
+        "--scorer",
+        "teacher-forced-kl",
+        "--kl-tokens",
+        "8",
+    ]
+    assert arm.kl_divergence_target == 0.05
+    assert in_loop.measured_tokens(options) == 8
+    values = in_loop.heretic_settings_values(options, tmp_path, arm, 0, tmp_path)
+    assert "response_prefix" not in values
+    configuration = in_loop.run_configuration(options)
+    assert configuration["measured_teacher_forced_tokens"] == 8
+    assert configuration["prefix_check"] is True
+    # Without the new options, the configuration is the one docs/in-loop recorded.
+    plain = in_loop.parse_arguments([])
+    assert "prefix_check" not in in_loop.run_configuration(plain)
+    assert (
+        in_loop.heretic_settings_values(plain, tmp_path, arm, 0, tmp_path)[
+            "response_prefix"
+        ]
+        == ""
+    )
+
+
+@pytest.mark.parametrize("text", ["8", "0:0.1", "8:0", "eight:0.1"])
+def test_a_malformed_teacher_forced_arm_is_refused(text: str) -> None:
+    from studies import in_loop
+
+    with pytest.raises(SystemExit):
+        in_loop.parse_arguments(["--teacher-forced-arm", text])
