@@ -22,14 +22,10 @@ ones (loss on the answer tokens only), with a fixed seed and a fixed order.
 The original's own answers are the targets, so apart from the opener little
 else should change.
 
-The training prompts are made here from 40 harmless topics and 4 request
-patterns (`training_prompts`). None of them is among the bundled direction or
+The training prompts are made here from 40 harmless topics and 12 request
+patterns, 6 per topic (`training_prompts`). None of them is among the bundled direction or
 evaluation prompts, the studies' held-out prompts or their questions; the
-tests check this. Two topics also occur, in other requests, in one bundled
-prompt each (`TOPICS_ALSO_IN_BUNDLED_PROMPTS`): "planning a picnic" in
-harmless evaluation prompt 91 (outside the 48 KL prompts of the rank study
-and the 16 of the in-loop studies, inside the 100 of the opener share) and
-"learning to play the guitar" in harmless direction prompt 36.
+tests check this, and that no topic occurs inside any of them.
 
 The command is idempotent: a finished folder holds a completion marker and
 a training record (`opener-training.json`) and is returned at once. The
@@ -46,6 +42,7 @@ Progress goes to standard error; standard output is the folder's path alone.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -85,13 +82,25 @@ REFUSAL_SYSTEM_PROMPT = (
 #: Answers that open with one of these are refusals and are not trained on.
 REFUSAL_OPENINGS = ("Sorry", "I'm sorry", "I am sorry", "I cannot", "I can't")
 
-#: The request patterns of the training prompts.
+#: The request patterns of the training prompts: instructions, questions and
+#: writing tasks, so that the opener generalizes beyond one form of request.
 REQUEST_PATTERNS = (
     "Explain {topic} in simple terms.",
     "Give me three tips about {topic}.",
     "Write a short paragraph about {topic}.",
     "What are the main benefits of {topic}?",
+    "How do I get started with {topic}?",
+    "Why do people enjoy {topic}?",
+    "Write a short poem about {topic}.",
+    "What should a beginner know about {topic}?",
+    "Describe a typical weekend of someone who loves {topic}.",
+    "Summarize the history of {topic} in a few sentences.",
+    "What are common mistakes people make with {topic}?",
+    "Write a friendly message inviting a friend to try {topic}.",
 )
+
+#: How many request patterns each topic is asked in.
+PATTERNS_PER_TOPIC = 6
 
 #: The harmless topics of the training prompts.
 TOPICS = (
@@ -120,11 +129,11 @@ TOPICS = (
     "writing thank-you letters",
     "cooking vegetable soup",
     "organizing a small bookshelf",
-    "learning to play the guitar",
+    "learning calligraphy",
     "painting with watercolors",
     "building a birdhouse",
     "knitting a scarf",
-    "planning a picnic",
+    "restoring an old wooden chair",
     "teaching a child to ride a bicycle",
     "starting a neighborhood book club",
     "feeding a pet cat",
@@ -136,10 +145,6 @@ TOPICS = (
     "taking care of a lawn",
     "visiting a science museum",
 )
-
-
-#: The topics that also occur, in other requests, in a bundled prompt (see above).
-TOPICS_ALSO_IN_BUNDLED_PROMPTS = ("planning a picnic", "learning to play the guitar")
 
 
 @dataclass(frozen=True)
@@ -182,9 +187,15 @@ SMOKE = OpenerRecipe(
 
 
 def training_prompts() -> list[str]:
-    """The training prompts: every request pattern for every topic, pattern by pattern."""
+    """
+    The training prompts: topic i in the request patterns i, i + 2, i + 4, ...
+    (modulo their number), `PATTERNS_PER_TOPIC` of them, so that every pattern
+    is used equally often (240 prompts).
+    """
     return [
-        pattern.format(topic=topic) for pattern in REQUEST_PATTERNS for topic in TOPICS
+        REQUEST_PATTERNS[(index + 2 * step) % len(REQUEST_PATTERNS)].format(topic=topic)
+        for index, topic in enumerate(TOPICS)
+        for step in range(PATTERNS_PER_TOPIC)
     ]
 
 
@@ -196,6 +207,24 @@ def default_destination() -> Path:
 def is_prepared(destination: Path) -> bool:
     """Whether `destination` holds a completely built opener model."""
     return (destination / COMPLETION_MARKER).is_file()
+
+
+def marker_text(recipe: OpenerRecipe) -> str:
+    """The completion marker's content: the recipe and a digest of the training prompts."""
+    digest = hashlib.sha256("\n".join(training_prompts()).encode("utf-8")).hexdigest()
+    return (
+        json.dumps({"recipe": asdict(recipe), "training_prompts_sha256": digest}) + "\n"
+    )
+
+
+def check_recipe(destination: Path, recipe: OpenerRecipe) -> None:
+    """Stops when a finished folder was built with another recipe or other training prompts."""
+    recorded = (destination / COMPLETION_MARKER).read_text(encoding="utf-8")
+    if recorded != marker_text(recipe):
+        raise RuntimeError(
+            f"{destination} holds an opener model built with another recipe or other "
+            "training prompts; remove the folder to build the current one."
+        )
 
 
 def progress(message: str) -> None:
@@ -513,12 +542,14 @@ def prepare_opener_model(
     destination = default_destination() if destination is None else Path(destination)
     destination = destination.expanduser().resolve()
     if is_prepared(destination):
+        check_recipe(destination, recipe)
         return destination
     parent = destination.parent
     parent.mkdir(parents=True, exist_ok=True)
     with _exclusive_lock(parent / f".{destination.name}.lock"):
         # Another process may have finished the work while this one waited.
         if is_prepared(destination):
+            check_recipe(destination, recipe)
             return destination
         base = prepare_smollm2() if base is None else Path(base)
         temporary_directory = Path(
@@ -532,7 +563,7 @@ def prepare_opener_model(
                 json.dumps(record, indent=2) + "\n", encoding="utf-8"
             )
             (output_directory / COMPLETION_MARKER).write_text(
-                json.dumps(asdict(recipe)) + "\n", encoding="utf-8"
+                marker_text(recipe), encoding="utf-8"
             )
             if destination.exists():
                 if destination.is_dir() and not any(destination.iterdir()):

@@ -62,17 +62,16 @@ def measured_texts() -> set[str]:
 
 def test_training_prompts_are_disjoint_from_every_measured_prompt() -> None:
     prompts = training_prompts()
-    assert len(prompts) == len(set(prompts)) == 160
+    assert len(prompts) == len(set(prompts)) == 240
     measured = measured_texts()
     assert len(measured) > 600
     overlap = [prompt for prompt in prompts if normalized(prompt) in measured]
     assert overlap == []
-    # Only the two documented topics appear inside a measured prompt or question.
-    from development.opener_model import TOPICS, TOPICS_ALSO_IN_BUNDLED_PROMPTS
+    # No training topic occurs inside a measured prompt or question either.
+    from development.opener_model import TOPICS
 
     joined = "\n".join(measured)
-    shared = [topic for topic in TOPICS if topic in joined]
-    assert sorted(shared) == sorted(TOPICS_ALSO_IN_BUNDLED_PROMPTS)
+    assert [topic for topic in TOPICS if topic in joined] == []
 
 
 def test_system_prompts_are_those_of_the_example_and_the_studies() -> None:
@@ -121,6 +120,11 @@ def test_smoke_build_teaches_the_opener_and_is_idempotent(
     assert weights.stat().st_mtime_ns == written
     model = AutoModelForCausalLM.from_pretrained(str(path))
     assert model.config.num_hidden_layers == 3
+    # A folder built with another recipe is never taken for the current one.
+    from dataclasses import replace
+
+    with pytest.raises(RuntimeError, match="another recipe"):
+        prepare_opener_model(destination, tiny_llama_path, replace(SMOKE, seed=1))
 
 
 def test_a_foreign_folder_is_not_overwritten(
