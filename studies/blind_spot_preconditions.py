@@ -55,6 +55,7 @@ from development.opener_model import (
     DEFAULT_SYSTEM_PROMPT,
     OPENER,
     REFUSAL_SYSTEM_PROMPT,
+    TRAINING_RECORD,
     prepare_opener_model,
 )
 from studies.damage_measures import (
@@ -455,6 +456,12 @@ def main(arguments: list[str] | None = None) -> int:
                 ]
             ),
             "models": {},
+            # The opener model's own training record, when it has one.
+            "opener_training": (
+                json.loads((opener_path / TRAINING_RECORD).read_text(encoding="utf-8"))
+                if (opener_path / TRAINING_RECORD).is_file()
+                else None
+            ),
         }
         for name, model in (("opener", opener_model), ("original", original)):
             log(f"Preconditions of the {name}")
