@@ -184,6 +184,8 @@ def test_a_resumed_run_measures_nothing_again(
     assert measured == []
     resumed = json.loads((resumed_directory / "results.json").read_text())
     assert resumed["models_taken_from_state"] == 3
+    summary = (resumed_directory / "summary.md").read_text()
+    assert "measured 0 models and took 3 from the resumable state" in summary
     assert [model["kl"] for model in resumed["models"]] == [
         model["kl"] for model in results["models"]
     ]
