@@ -260,7 +260,7 @@ def discordant_pairs(rows: list[dict[str, Any]], damage: str) -> dict[int, list[
 def residual_ranks(values: np.ndarray, controls: list[np.ndarray]) -> np.ndarray:
     """The ranks of `values` minus their least-squares fit on the ranks of `controls`."""
     design = np.column_stack(
-        [np.ones(len(values)), *(average_ranks(c) for c in controls)]
+        [np.ones(len(values)), *(average_ranks(control) for control in controls)]
     )
     ranks = average_ranks(values)
     coefficients, *_ = np.linalg.lstsq(design, ranks, rcond=None)
@@ -300,13 +300,17 @@ def selection_analysis(
     }
     for damage in DAMAGE_MEASURES:
         pairs = discordant_pairs(complete, damage)
-        correct = np.array([sum(pairs[s]) for s in seeds], dtype=np.float64)
-        total = np.array([len(pairs[s]) for s in seeds], dtype=np.float64)
-        shares = [float(c / n) for c, n in zip(correct, total, strict=True) if n > 0]
+        correct = np.array([sum(pairs[number]) for number in seeds], dtype=np.float64)
+        total = np.array([len(pairs[number]) for number in seeds], dtype=np.float64)
+        shares = [
+            float(right / count)
+            for right, count in zip(correct, total, strict=True)
+            if count > 0
+        ]
         resampled = [
-            correct[rows_].sum() / total[rows_].sum()
-            for rows_ in draws
-            if total[rows_].sum() > 0
+            correct[drawn].sum() / total[drawn].sum()
+            for drawn in draws
+            if total[drawn].sum() > 0
         ]
         partial = {}
         columns = {
@@ -324,13 +328,15 @@ def selection_analysis(
 
         all_indices = np.arange(len(complete))
         partial_values = []
-        for rows_ in draws:
-            indices = np.concatenate([all_indices[seed_of == seeds[i]] for i in rows_])
+        for drawn in draws:
+            indices = np.concatenate(
+                [all_indices[seed_of == seeds[position]] for position in drawn]
+            )
             partial_values.append(estimate(indices))
         partial = {
             "estimate": estimate(all_indices),
             "bootstrap_95": [
-                float(v) for v in np.nanpercentile(partial_values, [2.5, 97.5])
+                float(bound) for bound in np.nanpercentile(partial_values, [2.5, 97.5])
             ],
         }
         result[damage] = {
@@ -340,17 +346,17 @@ def selection_analysis(
                 float(correct.sum() / total.sum()) if total.sum() > 0 else None
             ),
             "bootstrap_95_over_seeds": (
-                [float(v) for v in np.percentile(resampled, [2.5, 97.5])]
+                [float(bound) for bound in np.percentile(resampled, [2.5, 97.5])]
                 if resampled
                 else None
             ),
             "per_seed": {
-                str(s): {"pairs": int(n), "teacher_forced_correct": int(c)}
-                for s, c, n in zip(seeds, correct, total, strict=True)
+                str(number): {"pairs": int(count), "teacher_forced_correct": int(right)}
+                for number, right, count in zip(seeds, correct, total, strict=True)
             },
             "t_interval_95_of_per_seed_shares": t_interval(shares),
             "seeds_without_pairs": [
-                s for s, n in zip(seeds, total, strict=True) if n == 0
+                number for number, count in zip(seeds, total, strict=True) if count == 0
             ],
             "partial_spearman_given_first_token_and_refusals": partial,
         }
