@@ -690,9 +690,10 @@ class Measurer:
                 **{
                     key: value
                     for key, value in values.items()
-                    if key != "study_checkpoint_dir"
+                    if key not in ("study_checkpoint_dir", "response_prefix")
                 },
-                # heretic's own check found no prefix (`run_heretic` stops otherwise).
+                # No prefix: set so, or heretic's own check found none
+                # (`run_heretic` stops otherwise).
                 response_prefix="",
             )
         log(f"Loading {model_path} with heretic in this process")
