@@ -179,6 +179,15 @@ def main(arguments: list[str] | None = None) -> int:
     total = (
         evidence.SMOKE.abliterations if options.smoke else options.abliterations
     ) + 1
+    results_path = output_directory / "results.json"
+    if results_path.is_file() and not options.smoke:
+        finished = json.loads(results_path.read_text(encoding="utf-8"))
+        if len(finished["models"]) == total:
+            # A finished study is not set up again only to be told so.
+            evidence.log(
+                f"{results_path} already holds all {total} models; nothing to do"
+            )
+            return 0
 
     def on_record(record: dict[str, Any]) -> None:
         """Commits the state after every newly measured model."""
