@@ -788,7 +788,9 @@ class Measurer:
                     f"({self.state.references_path()}); the model or the sizes changed."
                 )
             # The recorded references stay as they are (a later session's NLL may
-            # differ in its last digits).
+            # differ in its last digits), and every NLL increase is measured
+            # from the recorded NLL, so that all sessions share one reference.
+            self.heldout.original_nll = previous["original_heldout_nll"]
             return
         write_json_atomically(self.state.references_path(), references)
 
