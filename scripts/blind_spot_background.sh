@@ -26,10 +26,20 @@ export OMP_WAIT_POLICY=PASSIVE
 python=.venv/bin/python
 
 commit_paths() {
+    # Commits only the given paths, retrying while another lane commits.
     local message="$1"
     shift
-    git add -- "$@" && git commit -q -m "$message" -- "$@" \
-        || echo "not committed: $* (nothing new, or a concurrent commit)"
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        if git add -- "$@" && git commit -q -m "$message" -- "$@"; then
+            return 0
+        fi
+        if git diff --quiet HEAD -- "$@" 2>/dev/null; then
+            return 0
+        fi
+        sleep $((attempt * 3))
+    done
+    echo "not committed: $*"
 }
 
 report() {
