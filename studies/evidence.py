@@ -8,7 +8,7 @@ Usage:
 
     python -m studies.evidence [--model smollm2|PATH] [--abliterations 40] [--seed 0]
         [--prompts 48] [--questions N] [--heldout 24] [--output-dir docs/evidence]
-        [--smoke]
+        [--state DIR] [--smoke]
 
 The study loads the model with heretic-llm's own `Model`, computes heretic's
 refusal directions from the bundled harmless/harmful direction prompts,
@@ -22,6 +22,13 @@ the held-out NLL of the original's own answers (`damage_measures.py`). It then
 reports Spearman correlations with bootstrap intervals (`evidence_analysis.py`),
 and writes JSON, CSV, a Markdown summary and scatter plots into `--output-dir`.
 
+`--state DIR` makes the study resumable: every measured model is appended to
+`DIR/models.jsonl` as soon as it is measured, and a later run with the same
+options measures only the models missing there. The original's references
+(kept questions, held-out NLL, KL continuations) are recorded in
+`DIR/setup.json`, and a run whose references differ stops with an error
+rather than mixing measurements of different set-ups.
+
 `--smoke` runs a tiny version (2 abliterations, a handful of prompts) that also
 scores N = 3 with a separate engine (slicing the N = 16 pass must agree) and
 first-token KL with heretic's own `get_logprobs_batched` (the shared first
@@ -29,10 +36,14 @@ generation step must agree); CI runs it (`tests/test_evidence_smoke.py`).
 """
 
 import argparse
+import json
+import math
+import os
 import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from os.path import commonprefix
@@ -153,6 +164,13 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--output-dir", type=Path, default=Path("docs/evidence"))
     parser.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="folder of the resumable state: measured models are kept there and "
+        "not measured again (default: none, the study runs in one go)",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="a tiny, fast version of the study"
     )
     parser.add_argument(
@@ -189,6 +207,7 @@ def measure_model(
     nll, nll_increase = heldout.measure(model)
     end = time.perf_counter()
     return {
+        "teacher_forced_by_position": list(kl.position_means),
         "name": name,
         "is_original": abliteration is None,
         "parameters": {} if abliteration is None else abliteration.record(),
@@ -206,8 +225,87 @@ def measure_model(
     }
 
 
-def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
-    """Runs the whole study and returns its results (see `evidence_report.py`)."""
+#: The relative difference up to which the original's held-out NLL counts as
+#: the recorded one: float32 sums over about 1,500 tokens, whose order can
+#: change with the number of threads, agree to about 1e-6.
+SETUP_NLL_TOLERANCE = 1e-5
+
+
+class StudyState:
+    """
+    The resumable state of one study in a folder: `setup.json` (the original's
+    references) and `models.jsonl` (one measured model per line, appended and
+    flushed to disk as soon as it is measured).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.setup_path = directory / "setup.json"
+        self.models_path = directory / "models.jsonl"
+
+    def check_setup(self, setup: dict[str, Any]) -> None:
+        """Records the set-up, or checks it against the recorded one and stops on a difference."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.setup_path.is_file():
+            temporary = self.setup_path.with_suffix(".json.partial")
+            temporary.write_text(json.dumps(setup, indent=2) + "\n", encoding="utf-8")
+            os.replace(temporary, self.setup_path)
+            return
+        recorded = json.loads(self.setup_path.read_text(encoding="utf-8"))
+        differences = [
+            key
+            for key in ("kept_ids", "kl_reference_examples", "configuration")
+            if recorded.get(key) != setup.get(key)
+        ]
+        if not math.isclose(
+            recorded["original_heldout_nll"],
+            setup["original_heldout_nll"],
+            rel_tol=SETUP_NLL_TOLERANCE,
+        ):
+            differences.append("original_heldout_nll")
+        if differences:
+            raise RuntimeError(
+                f"--state {self.directory}: this run's {', '.join(differences)} differ "
+                "from the recorded ones (another model, other sizes or another "
+                "environment); use another --state folder."
+            )
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """The measured models recorded so far, by name (a torn last line is ignored)."""
+        if not self.models_path.is_file():
+            return {}
+        records: dict[str, dict[str, Any]] = {}
+        for line in self.models_path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            records[record["name"]] = record
+        return records
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Appends one measured model and flushes it to disk."""
+        with self.models_path.open("a", encoding="utf-8") as file:
+            # A line torn by an earlier kill is ended first, so that it stays alone.
+            if file.tell() > 0:
+                with self.models_path.open("rb") as reader:
+                    reader.seek(-1, os.SEEK_END)
+                    if reader.read(1) != b"\n":
+                        file.write("\n")
+            file.write(json.dumps(record) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+
+
+def run_study(
+    options: argparse.Namespace,
+    command: str,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """
+    Runs the whole study and returns its results (see `evidence_report.py`);
+    `on_record` is called with every model newly measured (after it is in the state).
+    """
     start = time.perf_counter()
     model_path = resolve_model_path(options.model)
     set_seed(options.seed)
@@ -253,9 +351,38 @@ def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
     )
     setup_seconds = time.perf_counter() - start
 
+    state = None if options.state is None else StudyState(options.state)
+    recorded: dict[str, dict[str, Any]] = {}
+    if state is not None:
+        state.check_setup(
+            {
+                "configuration": {
+                    "model_path": str(model_path),
+                    "seed": options.seed,
+                    "kl_prompts": options.prompts,
+                    "question_tokens": options.question_tokens,
+                    "heldout_prompts": options.heldout,
+                    "heldout_tokens": options.heldout_tokens,
+                    "direction_prompts": options.direction_prompts,
+                },
+                "kept_ids": [question.identifier for question in questions.questions],
+                "original_heldout_nll": heldout.original_nll,
+                "kl_reference_examples": kl.reference_continuations(model)[:5],
+            }
+        )
+        recorded = state.records()
+        log(f"{len(recorded)} models already measured in {options.state}")
+
     records = []
+    reused = 0
     for index, abliteration in enumerate([None, *abliterations]):
         name = "original" if abliteration is None else f"abliteration-{index:02d}"
+        parameters = {} if abliteration is None else abliteration.record()
+        previous = recorded.get(name)
+        if previous is not None and previous["parameters"] == parameters:
+            records.append(previous)
+            reused += 1
+            continue
         model.reset_model()
         if abliteration is not None:
             model.abliterate(
@@ -263,6 +390,10 @@ def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
             )
         record = measure_model(model, name, abliteration, kl, questions, heldout)
         records.append(record)
+        if state is not None:
+            state.append(record)
+        if on_record is not None:
+            on_record(record)
         log(
             f"{name}: first-token KL {record['kl']['first_token']:.4f}, "
             f"TF-16 {record['kl']['teacher_forced_16']:.4f}, "
@@ -313,6 +444,8 @@ def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
         },
         "runtime_seconds": time.perf_counter() - start,
         "setup_seconds": setup_seconds,
+        "models_taken_from_state": reused,
+        "measurement_seconds_all_models": sum(record["seconds"] for record in records),
         "questions": {
             "examined": questions.examined,
             "kept": len(questions.questions),
@@ -338,7 +471,10 @@ def run_study(options: argparse.Namespace, command: str) -> dict[str, Any]:
     }
 
 
-def main(arguments: list[str] | None = None) -> int:
+def main(
+    arguments: list[str] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
     """Runs the study from the command line; returns the exit status."""
     arguments = list(sys.argv[1:] if arguments is None else arguments)
     options = parse_arguments(arguments)
@@ -350,7 +486,7 @@ def main(arguments: list[str] | None = None) -> int:
     transformers.logging.set_verbosity_error()
     try:
         with torch.no_grad():
-            results = run_study(options, command)
+            results = run_study(options, command, on_record)
         output_directory: Path = options.output_dir
         paths = write_results(results, output_directory)
         paths += write_plots(results["models"], results["analysis"], output_directory)

@@ -188,6 +188,30 @@ def models_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def runtime_sentence(results: dict[str, Any]) -> str:
+    """
+    The runtime; for a resumed study also how many models came from the state,
+    and the models' own measurement time summed over all of them (each counted
+    once, in the session that measured it).
+    """
+    threads = results["environment"]["torch_threads"]
+    taken = results.get("models_taken_from_state", 0)
+    if not taken:
+        return (
+            f"Runtime: {results['runtime_seconds'] / 60:.1f} minutes "
+            f"({threads} torch thread(s)). "
+        )
+    measured = len(results["models"]) - taken
+    return (
+        f"Runtime of the last session: {results['runtime_seconds'] / 60:.1f} minutes "
+        f"({threads} torch thread(s)), which measured {measured} models and took "
+        f"{taken} from the resumable state; the measurement time of all "
+        f"{len(results['models'])} models, each counted once, is "
+        f"{results['measurement_seconds_all_models'] / 60:.1f} minutes (set-up not "
+        "included). "
+    )
+
+
 def summary_markdown(results: dict[str, Any]) -> str:
     """The generated Markdown summary of a study."""
     analysis = results["analysis"]
@@ -197,8 +221,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
         "",
         f"Command: `{results['command']}`",
         "",
-        f"Runtime: {results['runtime_seconds'] / 60:.1f} minutes "
-        f"({results['environment']['torch_threads']} torch thread(s)). "
+        runtime_sentence(results),
         f"Models: the original and {analysis['models']} abliterations; "
         f"{configuration['kl_prompts']} KL prompts, {results['questions']['kept']} questions "
         f"that the original answers correctly (of {results['questions']['examined']} examined), "

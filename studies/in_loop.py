@@ -10,6 +10,7 @@ Usage:
     python -m studies.in_loop [--model smollm2|PATH] [--arms first-token,teacher-forced-3]
         [--seeds 5] [--trials 30] [--startup-trials 10] [--output-dir docs/in-loop]
         [--work-dir .in-loop] [--smoke] [--report-only]
+        [--teacher-forced-arm N:TARGET] [--prefix-check]
 
 For every arm and seed, the study runs a real heretic-llm 1.4.0 study through
 this package's launcher, in a subprocess (`heretic-kl --scorer ...
@@ -34,9 +35,17 @@ be killed at any moment: a restart redoes only the unfinished study (from
 scratch, after deleting its checkpoint) and the unfinished measurements.
 `--report-only` writes the report from the state files alone, also while
 studies are missing (the report then says that it is partial).
+
+For the blind-spot studies (docs/blind-spot-plan.md): `--teacher-forced-arm
+N:TARGET` adds the arm `teacher-forced-N-target-TARGET` (teacher-forced KL at
+N tokens, `kl_divergence_target` TARGET) and re-measures teacher-forced KL at
+that N; `--prefix-check` leaves heretic's `response_prefix` unset, so that
+heretic's own common-prefix check runs as it would for a user (a study in
+which heretic finds a prefix stops the run: the re-measurement assumes none).
 """
 
 import argparse
+import math
 import os
 import platform
 import random
@@ -233,14 +242,32 @@ SMOKE = StudySize(
 
 
 def arm_list(text: str) -> list[str]:
-    """An argparse type: a comma-separated list of known arms."""
+    """An argparse type: a comma-separated list of arms (checked once every arm is known)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in ARMS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown arm(s) {unknown}; choose among {', '.join(ARMS)}"
-        )
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one arm")
     return names
+
+
+def teacher_forced_arm(text: str) -> Arm:
+    """An argparse type: "N:TARGET", a teacher-forced arm at N tokens with that KL target."""
+    tokens_text, separator, target_text = text.partition(":")
+    try:
+        tokens = int(tokens_text)
+        target = float(target_text)
+    except ValueError:
+        tokens, target = 0, 0.0
+    if not separator or tokens < 1 or not target > 0:
+        raise argparse.ArgumentTypeError(
+            f"expected N:TARGET with N >= 1 and TARGET > 0 (e.g. 8:0.05), got {text!r}"
+        )
+    return Arm(
+        f"teacher-forced-{tokens}-target-{target:g}",
+        "teacher-forced-kl",
+        tokens,
+        target,
+        f"teacher-forced KL, N = {tokens}, target {target:g}",
+    )
 
 
 def parse_arguments(arguments: list[str]) -> argparse.Namespace:
@@ -310,8 +337,30 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         action="store_true",
         help="write the report from the state files, running and measuring nothing",
     )
+    parser.add_argument(
+        "--teacher-forced-arm",
+        type=teacher_forced_arm,
+        default=None,
+        help="N:TARGET: add a teacher-forced arm at N tokens with this KL target "
+        "(it joins --arms) and re-measure teacher-forced KL at N",
+    )
+    parser.add_argument(
+        "--prefix-check",
+        action="store_true",
+        help="leave heretic's response_prefix unset, so that heretic checks for a "
+        "common prefix as it does for a user",
+    )
     options = parser.parse_args(arguments)
     fill_sizes(options, FULL, SMOKE)
+    if options.teacher_forced_arm is not None:
+        ARMS[options.teacher_forced_arm.name] = options.teacher_forced_arm
+        if options.teacher_forced_arm.name not in options.arms:
+            options.arms.append(options.teacher_forced_arm.name)
+    unknown = [name for name in options.arms if name not in ARMS]
+    if unknown:
+        parser.error(
+            f"--arms: unknown arm(s) {unknown}; choose among {', '.join(ARMS)}"
+        )
     if options.startup_trials > options.trials:
         parser.error("--startup-trials must not exceed --trials")
     return options
@@ -345,7 +394,20 @@ def run_configuration(options: argparse.Namespace) -> dict[str, Any]:
         "question_batch_size": options.question_batch_size,
         "system_prompt": REFUSAL_SYSTEM_PROMPT,
         "damage_system_prompt": DAMAGE_SYSTEM_PROMPT,
+        # Recorded only when set, so that runs from before these options resume.
+        **(
+            {"measured_teacher_forced_tokens": measured_tokens(options)}
+            if measured_tokens(options) != 3
+            else {}
+        ),
+        **({"prefix_check": True} if options.prefix_check else {}),
     }
+
+
+def measured_tokens(options: argparse.Namespace) -> int:
+    """The N at which every trial's teacher-forced KL is re-measured (3 unless an arm sets it)."""
+    arm: Arm | None = getattr(options, "teacher_forced_arm", None)
+    return 3 if arm is None or arm.kl_tokens is None else arm.kl_tokens
 
 
 def dataset(name: str, count: int) -> dict[str, str]:
@@ -364,7 +426,7 @@ def heretic_settings_values(
     checkpoints: Path,
 ) -> dict[str, Any]:
     """Every heretic setting of one study, as its `config.toml` holds them."""
-    return {
+    values: dict[str, Any] = {
         "model": str(model_path),
         "device_map": "cpu",
         "dtypes": ["float32"],
@@ -387,6 +449,10 @@ def heretic_settings_values(
             "harmful_evaluation.txt", options.harmful_prompts
         ),
     }
+    if getattr(options, "prefix_check", False):
+        # heretic then generates answers and looks for a common prefix itself.
+        del values["response_prefix"]
+    return values
 
 
 def toml_value(value: Any) -> str:
@@ -520,6 +586,11 @@ def run_heretic(
             f"heretic-kl exited with status {status} in {folder}; the end of "
             f"{log_path}:\n{tail}"
         )
+    if "Prefix found" in log_path.read_text(encoding="utf-8", errors="replace"):
+        raise RuntimeError(
+            f"heretic found a common response prefix in {folder} (see {log_path}); "
+            "the re-measurement assumes none, so the study cannot be used."
+        )
     trials = read_checkpoint(checkpoints, options.trials)
     log(
         f"{study_key(arm.name, seed)}: heretic study finished in {seconds:.0f} s "
@@ -620,8 +691,11 @@ class Measurer:
                 **{
                     key: value
                     for key, value in values.items()
-                    if key != "study_checkpoint_dir"
-                }
+                    if key not in ("study_checkpoint_dir", "response_prefix")
+                },
+                # No prefix: set so, or heretic's own check found none
+                # (`run_heretic` stops otherwise).
+                response_prefix="",
             )
         log(f"Loading {model_path} with heretic in this process")
         self.model = Model(settings)
@@ -638,7 +712,9 @@ class Measurer:
         # (the same forward pass of the same prompts; the evidence study checks
         # that both agree), so one pass gives both measures.
         self.teacher_forced = TeacherForcedKLEngine(
-            kl_tokens=3, batch_size=options.batch_size, log=lambda message: None
+            kl_tokens=measured_tokens(options),
+            batch_size=options.batch_size,
+            log=lambda message: None,
         )
         self.teacher_forced.build_reference(self.model, self.kl_prompts)
         self.questions: QuestionAccuracy | None = None
@@ -705,11 +781,17 @@ class Measurer:
             "system_prompt": DAMAGE_SYSTEM_PROMPT,
         }
         previous = self.state_references()
-        if previous is not None and previous != references:
-            raise RuntimeError(
-                "The original's damage references differ from the recorded ones "
-                f"({self.state.references_path()}); the model or the sizes changed."
-            )
+        if previous is not None:
+            if not same_references(previous, references):
+                raise RuntimeError(
+                    "The original's damage references differ from the recorded ones "
+                    f"({self.state.references_path()}); the model or the sizes changed."
+                )
+            # The recorded references stay as they are (a later session's NLL may
+            # differ in its last digits), and every NLL increase is measured
+            # from the recorded NLL, so that all sessions share one reference.
+            self.heldout.original_nll = previous["original_heldout_nll"]
+            return
         write_json_atomically(self.state.references_path(), references)
 
     def state_references(self) -> dict[str, Any] | None:
@@ -734,6 +816,26 @@ class Measurer:
             "heldout_nll": nll,
             "nll_increase": nll_increase,
         }
+
+
+#: The relative difference up to which a later session's held-out NLL of the
+#: original counts as the recorded one: a new session on the same machine
+#: reproduced docs/in-loop's 0.70061737 as 0.70062184 (6e-6 relative), the size
+#: of float32 rounding in sums over about 500 tokens.
+REFERENCE_NLL_TOLERANCE = 1e-5
+
+
+def same_references(recorded: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether two sessions' damage references agree: exactly, but the NLL within rounding."""
+    keys = set(recorded) | set(current)
+    return all(
+        math.isclose(
+            recorded[key], current[key], rel_tol=REFERENCE_NLL_TOLERANCE, abs_tol=0.0
+        )
+        if key == "original_heldout_nll" and key in recorded and key in current
+        else recorded.get(key) == current.get(key)
+        for key in keys
+    )
 
 
 def damage_selection(
@@ -905,7 +1007,8 @@ class InLoopRun:
             )
             log(
                 f"{key}: KL of trial {name}/{len(study['trials'])}: first-token "
-                f"{values['first_token_kl']:.5f}, teacher-forced-3 "
+                f"{values['first_token_kl']:.5f}, teacher-forced-"
+                f"{measured_tokens(self.options)} "
                 f"{values['teacher_forced_kl']:.5f} (heretic recorded "
                 f"{trial['heretic_kl']:.5f}, re-measured {own:.5f})"
                 + (

@@ -346,6 +346,8 @@ def runtime_lines(state: StudyState, run: dict[str, Any]) -> list[str]:
     trial_seconds: list[float] = []
     kl_seconds: list[float] = []
     damage_seconds: list[float] = []
+    kl_copies = 0
+    damage_copies = 0
     for arm in run["arms"]:
         for seed in range(run["seeds"]):
             study = state.read_study(arm, seed)
@@ -353,16 +355,26 @@ def runtime_lines(state: StudyState, run: dict[str, Any]) -> list[str]:
                 continue
             study_seconds.append(study["seconds"])
             trial_seconds += list(study["trial_seconds"].values())
+            # A copied measurement carries its source's seconds; it is counted
+            # once, where it was measured.
             kl_seconds += [
                 value["seconds"]
                 for value in state.read_kl(arm, seed)["trials"].values()
-                if "seconds" in value
+                if "seconds" in value and "copied_from" not in value
             ]
+            kl_copies += sum(
+                "copied_from" in value
+                for value in state.read_kl(arm, seed)["trials"].values()
+            )
             damage_seconds += [
                 value["seconds"]
                 for value in state.read_damage(arm, seed)["trials"].values()
-                if "seconds" in value
+                if "seconds" in value and "copied_from" not in value
             ]
+            damage_copies += sum(
+                "copied_from" in value
+                for value in state.read_damage(arm, seed)["trials"].values()
+            )
 
     def median(values: list[float]) -> str:
         return f"{sorted(values)[len(values) // 2]:.1f} s" if values else "—"
@@ -373,11 +385,13 @@ def runtime_lines(state: StudyState, run: dict[str, Any]) -> list[str]:
         f"- heretic studies: {len(study_seconds)}, {sum(study_seconds) / 60:.1f} minutes "
         f"in all (median {median(study_seconds)} per study, median "
         f"{median(trial_seconds)} per trial)",
-        f"- KL re-measurements: {len(kl_seconds)} measured (the others copied from the "
-        f"other arm's identical startup trial), {sum(kl_seconds) / 60:.1f} minutes "
+        f"- KL re-measurements: {len(kl_seconds)} measured and {kl_copies} copied "
+        f"from the other arm's parameter-identical trial, "
+        f"{sum(kl_seconds) / 60:.1f} minutes for the measured ones "
         f"(median {median(kl_seconds)})",
-        f"- damage measurements: {len(damage_seconds)} measured, "
-        f"{sum(damage_seconds) / 60:.1f} minutes (median {median(damage_seconds)})",
+        f"- damage measurements: {len(damage_seconds)} measured and {damage_copies} "
+        f"copied, {sum(damage_seconds) / 60:.1f} minutes for the measured ones "
+        f"(median {median(damage_seconds)})",
         f"- sessions: {len(sessions)}, {session_seconds / 60:.1f} minutes of finished "
         "sessions (a killed session records no end)",
         "",

@@ -27,6 +27,7 @@ The three kinds of KL divergence that the evidence study compares.
   benchmark uses too.
 """
 
+import math
 import time
 from collections.abc import Callable
 
@@ -38,7 +39,10 @@ from torch import Tensor
 
 from development.free_running import free_running_kl, free_running_log_probabilities
 from heretic_teacher_forced_kl.metric.engine import TeacherForcedKLEngine
-from heretic_teacher_forced_kl.metric.measurement import masked_weighted_mean
+from heretic_teacher_forced_kl.metric.measurement import (
+    masked_means,
+    masked_weighted_mean,
+)
 
 #: The N of teacher-forced KL; one engine with the largest serves them all.
 TEACHER_FORCED_TOKENS = (3, 8, 16)
@@ -102,6 +106,10 @@ class KLMeasures:
         self.engine.build_reference(model, prompts)
         #: The seconds that the last `measure` spent on each kind of KL.
         self.seconds: dict[str, float] = {}
+        #: The last `measure`'s teacher-forced KL at each position, averaged over
+        #: the prompts that count there (position 1 is first-token KL; None where
+        #: no prompt's continuation reaches the position).
+        self.position_means: list[float | None] = []
         # With `verify`: heretic's own first-token path, and a separate engine with
         # N = 3 to check that slicing the N = 16 pass is exact.
         self.heretic_first_token_reference: Tensor | None = None
@@ -147,6 +155,10 @@ class KLMeasures:
                 measurement.counted[:, :tokens],
                 measurement.weights[:tokens],
             )
+        self.position_means = [
+            None if math.isnan(value) else value
+            for value in masked_means(measurement.kl, measurement.counted, 0).tolist()
+        ]
         # The engine's first position is heretic's first-token KL by another path.
         values["teacher_forced_position_1"] = measurement.first_token_mean
         self.seconds = {

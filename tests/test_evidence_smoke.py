@@ -48,7 +48,15 @@ def smoke_run(
 
     output_directory = tmp_path_factory.mktemp("evidence")
     status = evidence.main(
-        ["--smoke", "--model", str(smollm2_path), "--output-dir", str(output_directory)]
+        [
+            "--smoke",
+            "--model",
+            str(smollm2_path),
+            "--output-dir",
+            str(output_directory),
+            "--state",
+            str(output_directory / "state"),
+        ]
     )
     assert status == 0
     results = json.loads(
@@ -147,6 +155,118 @@ def test_correlations_are_within_bounds(smoke_run: tuple[Path, dict[str, Any]]) 
     for variant in KL_VARIANTS:
         assert statistics[f"spearman/{variant}/nll_increase"]["estimate"] is not None
     assert defined >= len(KL_VARIANTS)
+
+
+@pytest.mark.smollm2
+def test_a_resumed_run_measures_nothing_again(
+    smoke_run: tuple[Path, dict[str, Any]], smollm2_path: Path
+) -> None:
+    from studies import evidence
+
+    output_directory, results = smoke_run
+    state = output_directory / "state"
+    assert len((state / "models.jsonl").read_text().splitlines()) == 3
+    resumed_directory = output_directory / "resumed"
+    measured: list[dict[str, Any]] = []
+    status = evidence.main(
+        [
+            "--smoke",
+            "--model",
+            str(smollm2_path),
+            "--output-dir",
+            str(resumed_directory),
+            "--state",
+            str(state),
+        ],
+        measured.append,
+    )
+    assert status == 0
+    assert measured == []
+    resumed = json.loads((resumed_directory / "results.json").read_text())
+    assert resumed["models_taken_from_state"] == 3
+    summary = (resumed_directory / "summary.md").read_text()
+    assert "measured 0 models and took 3 from the resumable state" in summary
+    assert [model["kl"] for model in resumed["models"]] == [
+        model["kl"] for model in results["models"]
+    ]
+    # Every model records its teacher-forced KL position by position; the first is first-token KL.
+    for model in results["models"]:
+        positions = model["teacher_forced_by_position"]
+        assert len(positions) == 16
+        assert positions[0] == pytest.approx(
+            model["kl"]["teacher_forced_position_1"], rel=1e-9, abs=1e-12
+        )
+
+
+def test_study_state_refuses_another_setup_and_survives_a_torn_line(
+    tmp_path: Path,
+) -> None:
+    from studies.evidence import StudyState
+
+    state = StudyState(tmp_path / "state")
+    setup = {
+        "configuration": {"model_path": "m", "seed": 0},
+        "kept_ids": ["a", "b"],
+        "original_heldout_nll": 0.7,
+        "kl_reference_examples": ["x"],
+    }
+    state.check_setup(setup)
+    # Summation order may change with the number of threads: a tiny difference passes.
+    state.check_setup({**setup, "original_heldout_nll": 0.7 * (1 + 1e-7)})
+    with pytest.raises(RuntimeError, match="kept_ids differ"):
+        state.check_setup({**setup, "kept_ids": ["a"]})
+    with pytest.raises(RuntimeError, match="original_heldout_nll differ"):
+        state.check_setup({**setup, "original_heldout_nll": 0.8})
+    state.append({"name": "original", "parameters": {}})
+    with state.models_path.open("a") as file:
+        file.write('{"name": "abliteration-01", "param')
+    state.append({"name": "abliteration-01", "parameters": {"x": 1.0}})
+    assert state.records() == {
+        "original": {"name": "original", "parameters": {}},
+        "abliteration-01": {"name": "abliteration-01", "parameters": {"x": 1.0}},
+    }
+
+
+def test_the_rank_driver_starts_the_state_from_the_evidence_results(
+    tmp_path: Path,
+) -> None:
+    from studies.blind_spot_rank import seed_state_from_evidence
+    from studies.evidence import StudyState
+
+    results = {
+        "configuration": {
+            "model_path": str(tmp_path / "model"),
+            "seed": 0,
+            "kl_prompts": 48,
+            "question_tokens": 20,
+            "heldout_prompts": 24,
+            "heldout_tokens": 64,
+            "direction_prompts": 128,
+        },
+        "questions": {"kept_ids": ["q1"]},
+        "original": {"heldout_nll": 0.7, "kl_reference_examples": ["x"]},
+        "models": [
+            {"name": "original", "parameters": {}},
+            {"name": "abliteration-01", "parameters": {"x": 1.0}},
+        ],
+    }
+    results_path = tmp_path / "results.json"
+    results_path.write_text(json.dumps(results))
+    state_directory = tmp_path / "state"
+    taken = seed_state_from_evidence(results_path, state_directory, tmp_path / "model")
+    assert taken == 2
+    assert list(StudyState(state_directory).records()) == [
+        "original",
+        "abliteration-01",
+    ]
+    # An existing state is left alone.
+    assert (
+        seed_state_from_evidence(results_path, state_directory, tmp_path / "model") == 0
+    )
+    with pytest.raises(RuntimeError, match="cannot start this state"):
+        seed_state_from_evidence(
+            results_path, tmp_path / "other", tmp_path / "elsewhere"
+        )
 
 
 def records(sampled: list[Any]) -> list[dict[str, Any]]:

@@ -394,3 +394,24 @@ def test_checkpoint_reading_refuses_an_unfinished_study(tmp_path: Path) -> None:
     (record,) = in_loop.read_checkpoint(tmp_path, expected_trials=1)
     assert record["trial"] == 1 and record["refusals"] == 3
     assert record["heretic_kl"] == 0.02 and record["bad_prompts"] == 64
+
+
+@pytest.mark.smollm2
+@pytest.mark.end_to_end
+def test_the_selection_test_measures_every_distinct_trial_once(
+    smoke_run: dict[str, Any], smollm2_path: Path
+) -> None:
+    from studies import selection_test
+
+    output = smoke_run["folder"] / "output"
+    arguments = ["--smoke", "--model", str(smollm2_path), "--in-loop-dir", str(output)]
+    assert selection_test.main([*arguments, "--bootstrap", "50"]) == 0
+    analysis = json.loads((output / "selection" / "analysis.json").read_text())
+    # The two arms' shared startup trial is one distinct trial.
+    assert analysis["distinct_trials"] < 2 * 2
+    assert analysis["with_damage"] == analysis["distinct_trials"]
+    measured = sorted((output / "selection").glob("damage-seed-*.json"))
+    before = [path.read_bytes() for path in measured]
+    # A second run measures nothing again.
+    assert selection_test.main([*arguments, "--bootstrap", "50"]) == 0
+    assert [path.read_bytes() for path in measured] == before
