@@ -37,11 +37,9 @@ prompt_toolkit print "Warning: Input is not a terminal" once without a terminal.
 """
 
 import hashlib
-import io
 import json
 import sys
 from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,21 +149,6 @@ def run_heretic(arguments: list[str], settings_class: type) -> None:
         torch.set_grad_enabled(gradients)
 
 
-def preview_settings(arguments: list[str], settings_class: type) -> Any | None:
-    """heretic's settings for `arguments` as heretic will read them, or None when invalid."""
-    arguments = list(arguments)
-    # heretic's own rule: a trailing argument that is not a flag is the model.
-    if arguments and "--model" not in arguments and not arguments[-1].startswith("-"):
-        arguments.insert(-1, "--model")
-    sys.argv = ["heretic", *arguments]
-    try:
-        # Quietly: heretic reports invalid settings itself when it runs.
-        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-            return settings_class()
-    except (Exception, SystemExit):  # noqa: BLE001
-        return None
-
-
 @dataclass(frozen=True)
 class SavePlan:
     """Which trials a non-interactive run saves, and where."""
@@ -208,6 +191,10 @@ class MasterRun:
     #: Where each requested setting came from (a flag or `config.toml`).
     sources: dict[str, str] = field(default_factory=dict)
 
+    #: heretic's settings as its run will read them (the launcher's check), or
+    #: None where heretic runs no study.
+    heretic_settings: Any | None = None
+
     #: Whether heretic runs without a terminal.
     non_interactive: bool = False
 
@@ -235,12 +222,12 @@ class MasterRun:
         from .scorer import TeacherForcedKL
 
         TeacherForcedKL.measuring = True
-        current = preview_settings(self.arguments, self.settings_class({}))
+        current = self.heretic_settings
         if current is None or any(
             getattr(current, name, None) is not None
             for name in ("evaluate_model", "reproduce", "collect_reproducibles")
         ):
-            # Not a study (or settings heretic rejects): heretic runs as it is.
+            # Not a study: heretic runs as it is.
             run_heretic(self.arguments, self.settings_class({}))
             return 0
         path = checkpoint_file(current.study_checkpoint_dir, current.model)
