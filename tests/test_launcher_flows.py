@@ -25,7 +25,6 @@ from questionary import Choice
 from heretic_teacher_forced_kl.adapters.legacy.menus import (
     TRIAL_MENU_EXPLANATION,
     NonInteractiveMenus,
-    SavePlan,
 )
 from heretic_teacher_forced_kl.adapters.legacy.study import (
     STUDY_ATTRIBUTE,
@@ -34,6 +33,7 @@ from heretic_teacher_forced_kl.adapters.legacy.study import (
     ignored_values,
     recording_storage,
 )
+from heretic_teacher_forced_kl.adapters.saving import SavePlan
 from heretic_teacher_forced_kl.cli.launcher.config import effective_settings
 from heretic_teacher_forced_kl.cli.launcher.options import parse_arguments
 from heretic_teacher_forced_kl.cli.launcher.run import (

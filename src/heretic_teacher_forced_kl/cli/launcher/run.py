@@ -23,7 +23,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from ...adapters.saving import check_free
+from ...adapters.saving import SavePlan, check_free
 from ...console import print
 from ...errors import UsageError
 from ...names import (
@@ -216,7 +216,6 @@ def launch_legacy_host(
     """
     from ...adapters.legacy.launch import menus_read_standard_input, run_legacy_host
     from ...adapters.legacy.menus import NonInteractiveMenus as LegacyMenus
-    from ...adapters.legacy.menus import SavePlan as LegacySavePlan
     from ...adapters.legacy.study import Measure
 
     if options.scorer.plugin not in (TEACHER_FORCED_KL_PLUGIN, BUILT_IN_KL_PLUGIN):
@@ -243,7 +242,7 @@ def launch_legacy_host(
         menus = LegacyMenus(
             save_plan=None
             if options.save_to is None
-            else LegacySavePlan(
+            else SavePlan(
                 directory=options.save_to,
                 trials=options.save_trials,
                 export_strategy=requested_export_strategy(options, config),
@@ -268,7 +267,7 @@ def launch_plugin_host(
     """
     import heretic.main as heretic_main
 
-    from ...adapters.plugin_host import MasterRun, SavePlan
+    from ...adapters.plugin_host import MasterRun
     from ...adapters.settings_tables import check_settings_tables
 
     settings = None
