@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from heretic_teacher_forced_kl.adapters.legacy.settings_preview import (
-    good_evaluation_prompts,
+from heretic_teacher_forced_kl.cli.launcher.heretic_settings import (
+    check_heretic_settings,
 )
 from heretic_teacher_forced_kl.cli.main import main
+from heretic_teacher_forced_kl.errors import UsageError
 from heretic_teacher_forced_kl.prompts import check_prompt_file
 
 LAUNCHER = [sys.executable, "-m", "heretic_teacher_forced_kl.cli"]
@@ -150,7 +151,10 @@ def test_explicit_kl_prompts_replace_a_bad_default(
 
     settings, explicit = effective_settings(read_config_file(), {})
     check_kl_prompt_file(
-        settings, explicit, {}, lambda: good_evaluation_prompts(["owner/model"])
+        settings,
+        explicit,
+        {},
+        lambda: check_heretic_settings(["owner/model"]).good_evaluation_prompts,
     )
 
 
@@ -161,23 +165,29 @@ def test_good_evaluation_prompts_follow_heretics_sources(
         'good_evaluation_prompts = { dataset = "from-config.txt" }\n'
         "[scorer.TeacherForcedKL]\nkl_tokens = 2\n"
     )
-    assert good_evaluation_prompts(["m"]).dataset == "from-config.txt"
+
+    def good_evaluation_prompts(arguments: list[str]) -> str:
+        return check_heretic_settings(arguments).good_evaluation_prompts.dataset
+
+    assert good_evaluation_prompts(["m"]) == "from-config.txt"
     monkeypatch.setenv(
         "HERETIC_GOOD_EVALUATION_PROMPTS", '{"dataset": "from-environment.txt"}'
     )
-    assert good_evaluation_prompts(["m"]).dataset == "from-environment.txt"
+    assert good_evaluation_prompts(["m"]) == "from-environment.txt"
     assert (
         good_evaluation_prompts(
             ["--good-evaluation-prompts.dataset", "from-flag.txt", "m"]
-        ).dataset
+        )
         == "from-flag.txt"
     )
-    # What heretic itself rejects, heretic reports: no preview then.
-    assert good_evaluation_prompts(["--no-such-flag", "m"]) is None
-    assert good_evaluation_prompts(["--reproduce", "x.json"]) is None
+    # What heretic itself would reject is one line before the run.
+    with pytest.raises(UsageError, match="no-such-flag"):
+        check_heretic_settings(["--no-such-flag", "m"])
+    # Another mode than a study: heretic checks its own settings then.
+    assert check_heretic_settings(["--reproduce", "x.json"]) is None
     os.remove("config.toml")
     monkeypatch.delenv("HERETIC_GOOD_EVALUATION_PROMPTS")
-    assert good_evaluation_prompts(["m"]).dataset == "mlabonne/harmless_alpaca"
+    assert good_evaluation_prompts(["m"]) == "mlabonne/harmless_alpaca"
 
 
 @pytest.mark.parametrize(

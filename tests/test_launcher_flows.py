@@ -25,7 +25,6 @@ from questionary import Choice
 from heretic_teacher_forced_kl.adapters.legacy.menus import (
     TRIAL_MENU_EXPLANATION,
     NonInteractiveMenus,
-    SavePlan,
 )
 from heretic_teacher_forced_kl.adapters.legacy.study import (
     STUDY_ATTRIBUTE,
@@ -34,6 +33,7 @@ from heretic_teacher_forced_kl.adapters.legacy.study import (
     ignored_values,
     recording_storage,
 )
+from heretic_teacher_forced_kl.adapters.saving import SavePlan
 from heretic_teacher_forced_kl.cli.launcher.config import effective_settings
 from heretic_teacher_forced_kl.cli.launcher.options import parse_arguments
 from heretic_teacher_forced_kl.cli.launcher.run import (
@@ -42,41 +42,13 @@ from heretic_teacher_forced_kl.cli.launcher.run import (
 )
 from heretic_teacher_forced_kl.errors import UsageError
 from heretic_teacher_forced_kl.settings import TeacherForcedKLSettings
-from tests.support.repository import environment_with_repository
-from tests.test_launcher import LAUNCHER, write_study_config
+from tests.support.launcher import run_in_process
+from tests.test_launcher import write_study_config
 
 #: The line of a run whose standard input is not a terminal.
 AUTOMATIC_LINE = (
     "heretic-kl: standard input is not a terminal, so this run is non-interactive"
 )
-
-
-def environment(**variables: str) -> dict[str, str]:
-    """The environment of a launcher run: offline, without HERETIC_MODEL unless given."""
-    result = environment_with_repository(
-        {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    )
-    result.pop("HERETIC_MODEL", None)
-    result.update(variables)
-    return result
-
-
-def run(
-    command: list[str],
-    directory: Path,
-    timeout: int = 600,
-    **variables: str,
-) -> subprocess.CompletedProcess[str]:
-    """Runs a command in `directory` with standard input that is not a terminal."""
-    return subprocess.run(
-        command,
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=timeout,
-        env=environment(**variables),
-    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -171,13 +143,13 @@ def test_bad_saving_options_stop_before_loading_a_model(
     tmp_path: Path, arguments: list[str], message: str
 ) -> None:
     (tmp_path / "config.toml").write_text("")
-    result = run(LAUNCHER + arguments, tmp_path, timeout=120)
+    result = run_in_process(arguments, tmp_path)
     assert message in one_line_error(result)
 
 
 def test_save_to_below_a_file_stops_before_loading_a_model(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("")
-    result = run(LAUNCHER + ["--save-to", "notes.txt/out", "owner/model"], tmp_path)
+    result = run_in_process(["--save-to", "notes.txt/out", "owner/model"], tmp_path)
     assert "--save-to: cannot write to 'notes.txt'" in one_line_error(result)
 
 
@@ -524,7 +496,7 @@ def test_1_4_0_study_keeps_its_measure_and_saves_models_when_continued(
     model = str(tiny_llama_path)
 
     # No terminal: non-interactive, automatically.
-    first = run(LAUNCHER + ["--kl-tokens", "3", model], tmp_path)
+    first = run_in_process(["--kl-tokens", "3", model], tmp_path)
     output = first.stdout + first.stderr
     assert first.returncode == 0, output[-3000:]
     assert first.stdout.startswith(AUTOMATIC_LINE)
@@ -535,9 +507,8 @@ def test_1_4_0_study_keeps_its_measure_and_saves_models_when_continued(
 
     # Continued with other scorer settings: the study's own measure applies, and
     # every Pareto-optimal trial is saved by heretic's saving code.
-    second = run(
-        LAUNCHER
-        + ["--kl-tokens", "4", "--kl-batch-size", "2", "--save-to", "saved", model],
+    second = run_in_process(
+        ["--kl-tokens", "4", "--kl-batch-size", "2", "--save-to", "saved", model],
         tmp_path,
     )
     output = second.stdout + second.stderr
@@ -558,8 +529,8 @@ def test_1_4_0_study_keeps_its_measure_and_saves_models_when_continued(
         assert (folder / "tokenizer_config.json").is_file()
 
     # A trial that is not on the Pareto front is reported, with exit status 1.
-    third = run(
-        LAUNCHER + ["--save-to", "other", "--save-trials", "99", model], tmp_path
+    third = run_in_process(
+        ["--save-to", "other", "--save-trials", "99", model], tmp_path
     )
     assert third.returncode == 1
     assert "--save-trials: trial 99 is not on the Pareto front" in third.stdout
@@ -574,13 +545,13 @@ def test_1_4_0_study_begun_with_first_token_kl_stays_so(
         tmp_path, "\n[scorer.TeacherForcedKL]\nkl_tokens = 5\n", trials=2
     )
     model = str(tiny_llama_path)
-    first = run(
-        LAUNCHER + ["--scorer", "kl-divergence", "--non-interactive", model], tmp_path
+    first = run_in_process(
+        ["--scorer", "kl-divergence", "--non-interactive", model], tmp_path
     )
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
     assert "teacher-forced" not in first.stdout
 
-    second = run(LAUNCHER + ["--non-interactive", model], tmp_path)
+    second = run_in_process(["--non-interactive", model], tmp_path)
     output = second.stdout + second.stderr
     assert second.returncode == 0, output[-3000:]
     assert (

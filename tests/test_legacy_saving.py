@@ -22,10 +22,10 @@ import pytest
 
 from heretic_teacher_forced_kl.adapters.legacy.menus import (
     NonInteractiveMenus,
-    SavePlan,
 )
 from heretic_teacher_forced_kl.adapters.saving import (
     INCOMPLETE_MARK,
+    SavePlan,
     saved_model_problem,
 )
 from heretic_teacher_forced_kl.cli.main import main

@@ -11,13 +11,13 @@ these checks catch a configuration that would stop it before the first trial.
 from heretic.config import Settings
 
 from development.heretic_host import neutral_command_line
-from heretic_teacher_forced_kl.adapters.legacy.launch import PLUGIN_TABLES
 from heretic_teacher_forced_kl.adapters.plugin_api import HAS_PLUGIN_API
 from heretic_teacher_forced_kl.adapters.settings_sources import settings_without_tables
 from heretic_teacher_forced_kl.cli.launcher.config import (
     effective_settings,
     read_config_file,
 )
+from heretic_teacher_forced_kl.names import PLUGIN_TABLES
 from tests.support.repository import REPOSITORY_ROOT
 
 EXAMPLE_FOLDER = REPOSITORY_ROOT / "examples" / "smollm2"

@@ -27,6 +27,11 @@ unwrap_when_not_terminal(console)
 print = console.print
 
 
+def say(message: str) -> None:
+    """Prints one line of Rich markup, never wrapped, so that logs keep it whole."""
+    console.print(message, soft_wrap=True)
+
+
 def print_item(message: str) -> None:
     """Prints a plain-text message of the engine as a list item, markup escaped."""
     console.print(f"* {escape(message)}")

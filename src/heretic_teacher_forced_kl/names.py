@@ -23,3 +23,7 @@ BUILT_IN_KL_NAME = "kl-divergence"
 
 #: The import path of heretic's built-in KL divergence scorer (heretic master).
 BUILT_IN_KL_PLUGIN = "heretic.scorers.kl_divergence.KLDivergence"
+
+#: The top-level keys of `config.toml` that belong to scorer plugins rather than
+#: to heretic's own settings: the scorer tables and the list of scorers.
+PLUGIN_TABLES = ("scorer", "scorers")

@@ -11,6 +11,7 @@ dataset ID. `prompts_table` turns a command-line value into such a table;
 into one line that names the setting.
 """
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,18 @@ PROMPTS_FIX = (
     "give a .txt file with one prompt per line, a dataset saved on disk, or a "
     "dataset ID with split and column"
 )
+
+
+def prompt_file_digest(dataset: str | None) -> str | None:
+    """
+    The SHA-256 of the local prompt file `dataset`, which a study records so
+    that a continued study measures on the same prompts, or None when it is not
+    a local file (a dataset ID or folder).
+    """
+    path = Path(dataset).expanduser() if dataset else None
+    if path is None or not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def prompts_table(value: str, flag: str) -> dict[str, Any]:

@@ -36,19 +36,16 @@ Building its menus' questions even when a setting answers them, heretic makes
 prompt_toolkit print "Warning: Input is not a terminal" once without a terminal.
 """
 
-import hashlib
-import io
 import json
 import sys
 from collections.abc import Callable
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 
-from ..console import print
+from ..console import print, say
 from ..errors import UsageError
 from ..names import (
     BUILT_IN_KL_NAME,
@@ -57,8 +54,10 @@ from ..names import (
     TEACHER_FORCED_KL_NAME,
     TEACHER_FORCED_KL_PLUGIN,
 )
+from ..prompts import prompt_file_digest
 from ..settings import TeacherForcedKLSettings, validate_settings
 from .checkpoint import Study, checkpoint_file, read_study
+from .saving import SavePlan, numbers
 from .settings_sources import (
     ConstantSource,
     settings_with_scorer_table,
@@ -74,18 +73,6 @@ NOT_SAVED = ("checkpoint_action", "trial_index", "model_action", "n_additional_t
 
 #: The scorer settings that define a study's numbers, kept for the whole study.
 MEASURE_FIELDS = ("prompts", "kl_tokens", "position_weight_decay")
-
-
-def say(message: str) -> None:
-    """Prints one line of Rich markup, never wrapped, so that logs keep it whole."""
-    print(message, soft_wrap=True)
-
-
-def prompts_digest(dataset: str | None) -> str | None:
-    """The SHA-256 of a local prompt file, or None for anything else (a dataset ID)."""
-    if not dataset or not Path(dataset).is_file():
-        return None
-    return hashlib.sha256(Path(dataset).read_bytes()).hexdigest()
 
 
 def host_settings(
@@ -151,40 +138,6 @@ def run_heretic(arguments: list[str], settings_class: type) -> None:
         torch.set_grad_enabled(gradients)
 
 
-def preview_settings(arguments: list[str], settings_class: type) -> Any | None:
-    """heretic's settings for `arguments` as heretic will read them, or None when invalid."""
-    arguments = list(arguments)
-    # heretic's own rule: a trailing argument that is not a flag is the model.
-    if arguments and "--model" not in arguments and not arguments[-1].startswith("-"):
-        arguments.insert(-1, "--model")
-    sys.argv = ["heretic", *arguments]
-    try:
-        # Quietly: heretic reports invalid settings itself when it runs.
-        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-            return settings_class()
-    except (Exception, SystemExit):  # noqa: BLE001
-        return None
-
-
-@dataclass(frozen=True)
-class SavePlan:
-    """Which trials a non-interactive run saves, and where."""
-
-    #: The folder that receives one subfolder per saved trial.
-    directory: Path
-
-    #: The trial numbers (as heretic shows them, "[Trial N]") to save, or None
-    #: for every Pareto-optimal trial.
-    trials: tuple[int, ...] | None = None
-
-    #: heretic's export strategy: "merge" (the full model) or "adapter".
-    export_strategy: str = "merge"
-
-    def folder(self, trial: int) -> Path:
-        """The folder that trial `trial` is saved to."""
-        return self.directory / f"trial-{trial}"
-
-
 @dataclass
 class MasterRun:
     """One `heretic-kl` run on heretic master."""
@@ -208,6 +161,10 @@ class MasterRun:
     #: Where each requested setting came from (a flag or `config.toml`).
     sources: dict[str, str] = field(default_factory=dict)
 
+    #: heretic's settings as its run will read them (the launcher's check), or
+    #: None where heretic runs no study.
+    heretic_settings: Any | None = None
+
     #: Whether heretic runs without a terminal.
     non_interactive: bool = False
 
@@ -226,7 +183,7 @@ class MasterRun:
             TEACHER_FORCED_KL_CLASS_NAME,
             self.setting_flags,
             control,
-            {"prompts_sha256": prompts_digest(dataset)},
+            {"prompts_sha256": prompt_file_digest(dataset)},
             resumed_table,
         )
 
@@ -235,12 +192,12 @@ class MasterRun:
         from .scorer import TeacherForcedKL
 
         TeacherForcedKL.measuring = True
-        current = preview_settings(self.arguments, self.settings_class({}))
+        current = self.heretic_settings
         if current is None or any(
             getattr(current, name, None) is not None
             for name in ("evaluate_model", "reproduce", "collect_reproducibles")
         ):
-            # Not a study (or settings heretic rejects): heretic runs as it is.
+            # Not a study: heretic runs as it is.
             run_heretic(self.arguments, self.settings_class({}))
             return 0
         path = checkpoint_file(current.study_checkpoint_dir, current.model)
@@ -371,14 +328,14 @@ class MasterRun:
             # Saving from a finished study measures nothing: no prompts needed.
             return None
         given = self.settings.prompts.dataset
-        if given == saved_path or prompts_digest(given) is None:
+        if given == saved_path or prompt_file_digest(given) is None:
             raise UsageError(
                 f"the study in the checkpoint measured KL on the prompt file "
                 f"{saved_path!r}, which is gone; give the same prompts from their new "
                 "place with --kl-prompts FILE to continue it, or run with "
                 "--checkpoint-action restart to start afresh."
             )
-        if prompts_digest(given) != digest:
+        if prompt_file_digest(given) != digest:
             raise UsageError(
                 f"--kl-prompts: {given!r} holds other prompts than {saved_path!r}, "
                 "which the study in the checkpoint measured KL on; give the same "
@@ -481,11 +438,6 @@ class MasterRun:
             problem = escape(str(outcome.problem))
             say(f"[red]--save-to: trial {trial} not saved: {problem}.[/]")
         return outcome.folder
-
-
-def numbers(values: list[int]) -> str:
-    """Trial numbers as "1, 3, 7"."""
-    return ", ".join(str(value) for value in values)
 
 
 def print_front(study: Study) -> None:

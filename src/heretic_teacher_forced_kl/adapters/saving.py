@@ -25,11 +25,45 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import RunError, UsageError
+
+
+@dataclass(frozen=True)
+class SavePlan:
+    """Which trials a non-interactive run saves (`--save-to`, `--save-trials`), and where."""
+
+    #: The folder that receives one subfolder per saved trial.
+    directory: Path
+
+    #: The trial numbers (as heretic shows them, "[Trial N]") to save, or None
+    #: for every Pareto-optimal trial.
+    trials: tuple[int, ...] | None = None
+
+    #: heretic's export strategy: "merge" (the full model) or "adapter" (the
+    #: LoRA adapter only). heretic asks for it only when its own
+    #: `export_strategy` setting is unset, as in a continued study, whose saved
+    #: settings replace those of the command line.
+    export_strategy: str = "merge"
+
+    def folder(self, trial: int) -> Path:
+        """The folder that trial `trial` is saved to."""
+        return self.directory / f"trial-{trial}"
+
+    def describe(self) -> str:
+        """The trials to save, in words."""
+        if self.trials is None:
+            return "every Pareto-optimal trial"
+        return "trial" + ("s " if len(self.trials) > 1 else " ") + numbers(self.trials)
+
+
+def numbers(values: Sequence[int]) -> str:
+    """Trial numbers as "1, 3, 7"."""
+    return ", ".join(str(value) for value in values)
+
 
 #: The part of a temporary folder's name that marks it as an unfinished save.
 INCOMPLETE_MARK = ".incomplete-"

@@ -14,7 +14,5 @@ fallback of `adapters/plugin_api.py`.
 - `study`: the damage measure saved with a 1.4.0 study, which a continued study keeps.
 - `menus`: the answers to 1.4.0's menus in a non-interactive run, saving
   through `adapters/saving.py`.
-- `settings_preview`: 1.4.0's settings read before it runs, so that its
-  `good_evaluation_prompts` file is checked before a model loads.
 - `launch`: runs 1.4.0's `heretic.main` with that evaluator, storage and menus.
 """

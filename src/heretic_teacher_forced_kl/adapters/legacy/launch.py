@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ...names import PLUGIN_TABLES
 from ..settings_sources import settings_without_tables
 from .evaluator import teacher_forced_evaluator
 from .menus import NonInteractiveMenus
@@ -30,9 +31,6 @@ from .study import (
     observing_checkpoint_answer,
     recording_storage,
 )
-
-#: The tables of `config.toml` that only heretic's plugin API understands.
-PLUGIN_TABLES = ("scorer", "scorers")
 
 #: The names of 1.4.0's `heretic.main` that the launcher replaces while it runs.
 REPLACED_NAMES = (

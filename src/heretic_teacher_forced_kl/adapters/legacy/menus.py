@@ -36,8 +36,8 @@ from typing import Any
 
 from rich.markup import escape
 
-from ...console import print
-from ..saving import ADAPTER, MERGE, AtomicSave
+from ...console import print, say
+from ..saving import ADAPTER, MERGE, AtomicSave, SavePlan, numbers
 
 #: The question heretic asks when its checkpoint holds a study of the model.
 CHECKPOINT_QUESTION = "How would you like to proceed?"
@@ -72,44 +72,6 @@ SAVING_MESSAGES = {"Saving LoRA adapter": ADAPTER, "Saving merged model": MERGE}
 
 #: How 1.4.0 begins the message of an error that it caught during an action.
 ERROR_MESSAGE = "[red]Error"
-
-
-def say(message: str) -> None:
-    """Prints one line of Rich markup, never wrapped, so that logs keep it whole."""
-    print(message, soft_wrap=True)
-
-
-@dataclass(frozen=True)
-class SavePlan:
-    """Which trials a non-interactive run saves, and where."""
-
-    #: The folder that receives one subfolder per saved trial.
-    directory: Path
-
-    #: The trial numbers (as heretic shows them, "[Trial N]") to save, or None
-    #: for every Pareto-optimal trial.
-    trials: tuple[int, ...] | None = None
-
-    #: heretic's export strategy: "merge" (the full model) or "adapter" (the
-    #: LoRA adapter only). heretic asks for it only when its own
-    #: `export_strategy` setting is unset, as in a continued study, whose saved
-    #: settings replace those of the command line.
-    export_strategy: str = "merge"
-
-    def folder(self, trial: int) -> Path:
-        """The folder that trial `trial` is saved to."""
-        return self.directory / f"trial-{trial}"
-
-    def describe(self) -> str:
-        """The trials to save, in words."""
-        if self.trials is None:
-            return "every Pareto-optimal trial"
-        return "trial" + ("s " if len(self.trials) > 1 else " ") + numbers(self.trials)
-
-
-def numbers(values: Sequence[int]) -> str:
-    """Trial numbers as "1, 3, 7"."""
-    return ", ".join(str(value) for value in values)
 
 
 def choice_value(choice: Any) -> Any:

@@ -27,7 +27,6 @@ finished study needs no KL prompts to show its results and save models: its
 KL measure starts only if more trials are run.
 """
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +35,12 @@ from typing import Any
 from pydantic import ValidationError
 from rich.markup import escape
 
+from ...console import say
 from ...errors import UsageError, describe_validation_error
 from ...names import BUILT_IN_KL_NAME, TEACHER_FORCED_KL_NAME
+from ...prompts import prompt_file_digest
 from ...settings import TeacherForcedKLSettings
-from .menus import CHECKPOINT_QUESTION, say
+from .menus import CHECKPOINT_QUESTION
 
 #: The study's user attribute that holds its measure.
 STUDY_ATTRIBUTE = "heretic_teacher_forced_kl_measure"
@@ -59,14 +60,6 @@ FINISHED_ATTRIBUTE = "finished"
 
 #: How many hexadecimal digits of a prompt file's SHA-256 a message shows.
 SHORT_DIGEST = 12
-
-
-def file_digest(dataset: str) -> str | None:
-    """The SHA-256 of the local file `dataset`, or None when it is not a local file."""
-    path = Path(dataset).expanduser()
-    if not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -101,7 +94,7 @@ class Measure:
         dataset = self.prompt_file()
         if self.prompts_sha256 is not None or dataset is None:
             return self.prompts_sha256
-        return file_digest(dataset)
+        return prompt_file_digest(dataset)
 
     def record(self) -> dict[str, Any]:
         """The study attribute that saves this measure (JSON-serializable)."""
@@ -220,19 +213,19 @@ def located_prompts(saved: Measure, requested: Measure) -> Measure:
     if dataset is None or saved.prompts_sha256 is None:
         # Not a local file, or saved before prompt files were saved by content.
         return saved
-    if file_digest(dataset) == saved.prompts_sha256:
+    if prompt_file_digest(dataset) == saved.prompts_sha256:
         return saved
     short = saved.prompts_sha256[:SHORT_DIGEST]
     given = requested.prompt_file()
     if given is not None and given != dataset:
-        if file_digest(given) == saved.prompts_sha256:
+        if prompt_file_digest(given) == saved.prompts_sha256:
             say(
                 f"The study's KL prompts {escape(dataset)} are now at "
                 f"{escape(given)} (the same content, SHA-256 {short}...); "
                 "continuing with them."
             )
             return saved.with_prompt_file(given)
-        other = f"; {given} holds other prompts" if file_digest(given) else ""
+        other = f"; {given} holds other prompts" if prompt_file_digest(given) else ""
     else:
         other = ""
     state = "changed since" if Path(dataset).expanduser().is_file() else "missing"

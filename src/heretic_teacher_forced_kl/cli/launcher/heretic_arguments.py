@@ -34,6 +34,17 @@ def without_option(arguments: list[str], option: str) -> list[str]:
     return result
 
 
+def with_model_flag(heretic_arguments: list[str]) -> list[str]:
+    """
+    The arguments with `--model` in front of a trailing MODEL: heretic's own
+    rule, which takes a trailing argument that is not a flag as the model.
+    """
+    arguments = list(heretic_arguments)
+    if arguments and "--model" not in arguments and not arguments[-1].startswith("-"):
+        arguments.insert(-1, "--model")
+    return arguments
+
+
 def model_argument(heretic_arguments: list[str], config: dict[str, Any]) -> str | None:
     """
     Finds the model heretic will load: `--model`, the trailing MODEL argument

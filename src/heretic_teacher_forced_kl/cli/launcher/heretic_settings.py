@@ -15,17 +15,15 @@ the scorer tables, which the scorer settings check covers) and turns what
 heretic would reject into one line with exit status 2.
 """
 
-import sys
 from typing import Any
 
 from ...errors import UsageError, one_line, validation_problems
+from ...names import PLUGIN_TABLES
 from ...settings import CONFIG_FILE
+from .heretic_arguments import with_model_flag
 
 #: Options that make heretic run something other than a study, without MODEL.
 OTHER_MODES = ("--collect-reproducibles", "--reproduce")
-
-#: The tables of `config.toml` that belong to scorers rather than to heretic.
-SCORER_TABLES = ("scorer", "scorers")
 
 #: The launcher's usage, for errors about the order of the arguments.
 USAGE_LINE = "heretic-kl [heretic-kl options] [heretic options] MODEL"
@@ -43,14 +41,18 @@ def check_argument_order(heretic_arguments: list[str]) -> None:
         )
 
 
-def check_heretic_settings(heretic_arguments: list[str]) -> None:
+def check_heretic_settings(heretic_arguments: list[str]) -> Any | None:
     """
-    Builds heretic's `Settings` as heretic's run will and stops with a one-line
-    `UsageError` where heretic would reject them.
+    Builds heretic's `Settings` as heretic's run will and returns them, or stops
+    with a one-line `UsageError` where heretic would reject them. Returns None
+    for heretic's modes that run no study (`OTHER_MODES`), which heretic checks
+    itself. Both hosts read what the run will use from the returned settings
+    (the checkpoint folder, 1.4.0's `good_evaluation_prompts`), so that
+    heretic's settings are built before the run once, here.
     """
     check_argument_order(heretic_arguments)
     if any(argument in OTHER_MODES for argument in heretic_arguments):
-        return
+        return None
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
@@ -77,6 +79,7 @@ def check_heretic_settings(heretic_arguments: list[str]) -> None:
             f"heretic's settings: {problems}; correct it in {CONFIG_FILE}, the "
             f"HERETIC_* variable or the flag ({HERETIC_HELP})."
         )
+    return settings
 
 
 def describe_heretic_error(error: Any) -> str:
@@ -99,6 +102,8 @@ def describe_heretic_error(error: Any) -> str:
 
 def heretic_settings(heretic_arguments: list[str]) -> Any:
     """heretic's `Settings` for `heretic_arguments`, raising what heretic would reject."""
+    # The class that heretic's `main` builds, imported without loading heretic's models.
+    from heretic.config import Settings
     from pydantic_settings import (
         BaseSettings,
         CliSettingsSource,
@@ -109,18 +114,7 @@ def heretic_settings(heretic_arguments: list[str]) -> Any:
 
     from ...adapters.settings_sources import source_without_tables
 
-    # The class that heretic's `main` builds: heretic.config's, imported without
-    # loading heretic's models; a host already in place (a test double) has its own.
-    host_main = sys.modules.get("heretic.main")
-    if host_main is not None and hasattr(host_main, "Settings"):
-        Settings = host_main.Settings
-    else:
-        from heretic.config import Settings
-
-    arguments = list(heretic_arguments)
-    # heretic's own rule: a trailing argument that is not a flag is the model.
-    if arguments and "--model" not in arguments and not arguments[-1].startswith("-"):
-        arguments.insert(-1, "--model")
+    arguments = with_model_flag(heretic_arguments)
 
     class CheckedSettings(Settings):  # type: ignore[valid-type, misc]
         @classmethod
@@ -149,7 +143,7 @@ def heretic_settings(heretic_arguments: list[str]) -> Any:
                 source_without_tables(
                     settings_cls,
                     TomlConfigSettingsSource(settings_cls, toml_file=CONFIG_FILE),
-                    SCORER_TABLES,
+                    PLUGIN_TABLES,
                 ),
             )
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from ...adapters.saving import check_free
+from ...adapters.saving import SavePlan, check_free
 from ...console import print
 from ...errors import UsageError
 from ...names import (
@@ -168,7 +168,7 @@ def launch(arguments: list[str]) -> int:
     )
     check_saving_settings(options, config)
     check_save_targets(options)
-    check_heretic_settings(options.heretic_arguments)
+    heretic_settings = check_heretic_settings(options.heretic_arguments)
     # Imported only now, so that bad input is answered before heretic loads.
     from ...adapters.host import unwrap_heretic_console
     from ...adapters.plugin_api import HAS_PLUGIN_API
@@ -176,8 +176,8 @@ def launch(arguments: list[str]) -> int:
     unwrap_heretic_console()
 
     if not HAS_PLUGIN_API:
-        return launch_legacy_host(options, config)
-    return launch_plugin_host(options, config)
+        return launch_legacy_host(options, config, heretic_settings)
+    return launch_plugin_host(options, config, heretic_settings)
 
 
 def setting_sources(options: LaunchOptions, config: dict[str, Any]) -> dict[str, str]:
@@ -206,12 +206,16 @@ def checked_scorer_settings(
     return settings, prompts_set_explicitly
 
 
-def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> int:
-    """Runs heretic-llm 1.4.0 with the chosen scorer; returns the exit status."""
+def launch_legacy_host(
+    options: LaunchOptions, config: dict[str, Any], heretic_settings: Any | None
+) -> int:
+    """
+    Runs heretic-llm 1.4.0 with the chosen scorer; returns the exit status.
+    `heretic_settings` are 1.4.0's settings as its run will read them (None
+    where it runs no study).
+    """
     from ...adapters.legacy.launch import menus_read_standard_input, run_legacy_host
     from ...adapters.legacy.menus import NonInteractiveMenus as LegacyMenus
-    from ...adapters.legacy.menus import SavePlan as LegacySavePlan
-    from ...adapters.legacy.settings_preview import good_evaluation_prompts
     from ...adapters.legacy.study import Measure
 
     if options.scorer.plugin not in (TEACHER_FORCED_KL_PLUGIN, BUILT_IN_KL_PLUGIN):
@@ -224,7 +228,11 @@ def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> int:
         settings, prompts_set_explicitly = checked_scorer_settings(
             options,
             config,
-            lambda: good_evaluation_prompts(options.heretic_arguments),
+            # Unless prompts are set, 1.4.0's scorer measures on its
+            # good_evaluation_prompts, which 1.4.0 reads only after the model.
+            lambda: None
+            if heretic_settings is None
+            else heretic_settings.good_evaluation_prompts,
         )
         requested = Measure(TEACHER_FORCED_KL_NAME, settings, prompts_set_explicitly)
     else:
@@ -234,7 +242,7 @@ def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> int:
         menus = LegacyMenus(
             save_plan=None
             if options.save_to is None
-            else LegacySavePlan(
+            else SavePlan(
                 directory=options.save_to,
                 trials=options.save_trials,
                 export_strategy=requested_export_strategy(options, config),
@@ -249,14 +257,17 @@ def launch_legacy_host(options: LaunchOptions, config: dict[str, Any]) -> int:
     return 0 if menus is None else menus.finish()
 
 
-def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> int:
+def launch_plugin_host(
+    options: LaunchOptions, config: dict[str, Any], heretic_settings: Any | None
+) -> int:
     """
     Runs heretic with the plugin API, the chosen scorer in place of the built-in
-    KL, and returns the exit status.
+    KL, and returns the exit status. `heretic_settings` are heretic's settings
+    as its run will read them (None where it runs no study).
     """
     import heretic.main as heretic_main
 
-    from ...adapters.plugin_host import MasterRun, SavePlan
+    from ...adapters.plugin_host import MasterRun
     from ...adapters.settings_tables import check_settings_tables
 
     settings = None
@@ -314,6 +325,7 @@ def launch_plugin_host(options: LaunchOptions, config: dict[str, Any]) -> int:
         settings=settings,
         check_prompts=check_prompts,
         sources=setting_sources(options, config),
+        heretic_settings=heretic_settings,
         non_interactive=is_non_interactive(options),
         save_plan=save_plan,
     ).run()
