@@ -154,7 +154,7 @@ def test_explicit_kl_prompts_replace_a_bad_default(
         settings,
         explicit,
         {},
-        lambda: check_heretic_settings(["owner/model"]).good_evaluation_prompts,
+        check_heretic_settings(["owner/model"]).good_evaluation_prompts,
     )
 
 

@@ -33,12 +33,12 @@ def prompt_file_digest(dataset: str | None) -> str | None:
     """
     The SHA-256 of the local prompt file `dataset`, which a study records so
     that a continued study measures on the same prompts, or None when it is not
-    a local file (a dataset ID or folder).
+    a local file (a dataset ID or folder). The path is taken as heretic's
+    `load_prompts` takes it, without expanding `~`.
     """
-    path = Path(dataset).expanduser() if dataset else None
-    if path is None or not path.is_file():
+    if not dataset or not Path(dataset).is_file():
         return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(Path(dataset).read_bytes()).hexdigest()
 
 
 def prompts_table(value: str, flag: str) -> dict[str, Any]:

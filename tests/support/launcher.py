@@ -47,7 +47,7 @@ def run_in_process(
         with redirect_stdout(output), redirect_stderr(errors):
             try:
                 status = main(list(arguments))
-            except SystemExit as exit:
+            except SystemExit:
                 # argparse and heretic end some runs with `sys.exit`.
                 status = (
                     exit.code if isinstance(exit.code, int) else int(bool(exit.code))

@@ -154,16 +154,16 @@ class MasterRun:
     #: The teacher-forced settings of this run, when it runs teacher-forced KL.
     settings: TeacherForcedKLSettings | None
 
+    #: heretic's settings as its run will read them (the launcher's check), or
+    #: None where heretic runs no study.
+    heretic_settings: Any | None
+
     #: Checks the requested KL prompt file (one line when bad), where a new
     #: study will measure with it.
     check_prompts: Callable[[], None] | None = None
 
     #: Where each requested setting came from (a flag or `config.toml`).
     sources: dict[str, str] = field(default_factory=dict)
-
-    #: heretic's settings as its run will read them (the launcher's check), or
-    #: None where heretic runs no study.
-    heretic_settings: Any | None = None
 
     #: Whether heretic runs without a terminal.
     non_interactive: bool = False

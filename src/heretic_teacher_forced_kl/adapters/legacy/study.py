@@ -228,7 +228,7 @@ def located_prompts(saved: Measure, requested: Measure) -> Measure:
         other = f"; {given} holds other prompts" if prompt_file_digest(given) else ""
     else:
         other = ""
-    state = "changed since" if Path(dataset).expanduser().is_file() else "missing"
+    state = "changed since" if Path(dataset).is_file() else "missing"
     return saved.without_prompts(
         f"the KL prompts of the study in the checkpoint, {dataset}, are {state} "
         f"(SHA-256 {short}... when the study began){other}. To continue the "

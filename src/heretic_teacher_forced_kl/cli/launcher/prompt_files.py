@@ -11,7 +11,6 @@ launcher checks the file that teacher-forced KL will read: the one of
 1.4.0, unless those are set, 1.4.0's `good_evaluation_prompts`.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 from ...errors import UsageError
@@ -31,12 +30,13 @@ def check_kl_prompt_file(
     settings: TeacherForcedKLSettings,
     prompts_set_explicitly: bool,
     setting_flags: dict[str, Any],
-    default_prompts: Callable[[], Any] | None = None,
+    default_prompts: Any | None = None,
 ) -> None:
     """
     Stops with a one-line `UsageError` when the KL prompts are a bad local file.
-    `default_prompts` gives, on heretic-llm 1.4.0, the specification of its
-    `good_evaluation_prompts` (None where 1.4.0 would not run a study).
+    `default_prompts` is, on heretic-llm 1.4.0, the specification of its
+    `good_evaluation_prompts` (None where 1.4.0 runs no study, and on heretic
+    master, whose scorer defaults to a dataset ID that only loading can check).
     """
     if prompts_set_explicitly:
         dataset, split = settings.prompts.dataset, settings.prompts.split
@@ -46,13 +46,9 @@ def check_kl_prompt_file(
             else f"{CONFIG_FILE} [{SETTINGS_TABLE}] prompts"
         )
     elif default_prompts is not None:
-        specification = default_prompts()
-        if specification is None:
-            return
-        dataset, setting = specification.dataset, LEGACY_DEFAULT_PROMPTS
-        split = specification.split
+        dataset, setting = default_prompts.dataset, LEGACY_DEFAULT_PROMPTS
+        split = default_prompts.split
     else:
-        # heretic master's scorer defaults to a dataset ID, which only loading can check.
         return
     try:
         check_prompt_file(dataset, setting, split)

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -192,7 +191,7 @@ def setting_sources(options: LaunchOptions, config: dict[str, Any]) -> dict[str,
 def checked_scorer_settings(
     options: LaunchOptions,
     config: dict[str, Any],
-    default_prompts: Callable[[], Any] | None = None,
+    default_prompts: Any | None = None,
 ) -> tuple[TeacherForcedKLSettings, bool]:
     """
     The teacher-forced scorer's settings from `config.toml` and the flags, and
@@ -230,7 +229,7 @@ def launch_legacy_host(
             config,
             # Unless prompts are set, 1.4.0's scorer measures on its
             # good_evaluation_prompts, which 1.4.0 reads only after the model.
-            lambda: None
+            None
             if heretic_settings is None
             else heretic_settings.good_evaluation_prompts,
         )
