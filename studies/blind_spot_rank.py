@@ -27,18 +27,18 @@ measurements). Models 41 to 60 are measured anew.
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from development.opener_model import prepare_opener_model
 from studies import evidence
-from studies.study_setup import SMOLLM2, resolve_model_path
-
-#: The repository's root folder.
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+from studies.study_setup import (
+    OPENER,
+    REPOSITORY_ROOT,
+    SMOLLM2,
+    commit_paths,
+    resolve_model_path,
+)
 
 #: The evidence study's results, whose 40 models start the original's state.
 EVIDENCE_RESULTS = REPOSITORY_ROOT / "docs" / "evidence" / "results.json"
@@ -82,9 +82,7 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
 
 def model_path(name: str) -> Path:
     """The folder of the opener model (built when missing) or of the converted SmolLM2."""
-    if name == "opener":
-        return prepare_opener_model()
-    return resolve_model_path(SMOLLM2)
+    return resolve_model_path(OPENER if name == "opener" else SMOLLM2)
 
 
 def seed_state_from_evidence(
@@ -126,44 +124,6 @@ def seed_state_from_evidence(
     return len(results["models"])
 
 
-def commit(paths: list[Path], message: str) -> None:
-    """
-    Commits `paths` (only them) to the current branch; a failure (another
-    commit running at the same moment) is retried and at worst logged, never
-    fatal to the study.
-    """
-    relative = [str(path.resolve().relative_to(REPOSITORY_ROOT)) for path in paths]
-    for attempt in range(5):
-        added = subprocess.run(
-            ["git", "-C", str(REPOSITORY_ROOT), "add", "--", *relative],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        committed = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(REPOSITORY_ROOT),
-                "commit",
-                "-q",
-                "-m",
-                message,
-                "--",
-                *relative,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if added.returncode == 0 and committed.returncode == 0:
-            return
-        if "nothing to commit" in committed.stdout + committed.stderr:
-            return
-        time.sleep(2 + 3 * attempt)
-    evidence.log(f"could not commit {', '.join(relative)}: {committed.stderr.strip()}")
-
-
 def main(arguments: list[str] | None = None) -> int:
     """Runs or resumes the rank study of one model; returns the exit status."""
     options = parse_arguments(list(sys.argv[1:] if arguments is None else arguments))
@@ -193,10 +153,11 @@ def main(arguments: list[str] | None = None) -> int:
         """Commits the state after every newly measured model."""
         if options.commit:
             measured = len(evidence.StudyState(state_directory).records())
-            commit(
+            commit_paths(
                 [state_directory],
                 f"Blind-spot rank study ({options.model}): state after {measured} of "
                 f"{total} models",
+                evidence.log,
             )
 
     study_arguments = [
@@ -215,9 +176,10 @@ def main(arguments: list[str] | None = None) -> int:
         study_arguments += ["--abliterations", str(options.abliterations)]
     status = evidence.main(study_arguments, on_record)
     if options.commit and status == 0:
-        commit(
+        commit_paths(
             [output_directory],
             f"Blind-spot rank study ({options.model}): all {total} models and the outputs",
+            evidence.log,
         )
     return status
 

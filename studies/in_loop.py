@@ -7,10 +7,10 @@ optimizes teacher-forced KL instead of first-token KL?
 
 Usage:
 
-    python -m studies.in_loop [--model smollm2|PATH] [--arms first-token,teacher-forced-3]
+    python -m studies.in_loop [--model smollm2|opener|PATH] [--arms first-token,teacher-forced-3]
         [--seeds 5] [--trials 30] [--startup-trials 10] [--output-dir docs/in-loop]
         [--work-dir .in-loop] [--smoke] [--report-only]
-        [--teacher-forced-arm N:TARGET] [--prefix-check]
+        [--teacher-forced-arm N:TARGET] [--prefix-check] [--commit]
 
 For every arm and seed, the study runs a real heretic-llm 1.4.0 study through
 this package's launcher, in a subprocess (`heretic-kl --scorer ...
@@ -41,7 +41,11 @@ N:TARGET` adds the arm `teacher-forced-N-target-TARGET` (teacher-forced KL at
 N tokens, `kl_divergence_target` TARGET) and re-measures teacher-forced KL at
 that N; `--prefix-check` leaves heretic's `response_prefix` unset, so that
 heretic's own common-prefix check runs as it would for a user (a study in
-which heretic finds a prefix stops the run: the re-measurement assumes none).
+which heretic finds a prefix stops the run: the re-measurement assumes none);
+`--model opener` selects the opener model (built when missing); `--commit`
+commits the state to the current branch after every finished study and after
+every study's measurements, and the whole output folder at the end, so that a
+run spread over several working stretches loses at most one study.
 """
 
 import argparse
@@ -101,15 +105,14 @@ from studies.study_options import (
     positive,
 )
 from studies.study_setup import (
+    OPENER,
     SMOLLM2,
     bundled_data_path,
+    commit_paths,
     load_prompt_file,
     refusal_directions,
     resolve_model_path,
 )
-
-#: The repository's root folder, from which the study runs.
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 #: The system prompt of `examples/smollm2/config.toml`: SmolLM2-135M-Instruct
 #: refuses almost nothing under heretic's default one.
@@ -277,7 +280,12 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         description="Does heretic's search hand users less damaged models "
         "when it optimizes teacher-forced KL?",
     )
-    parser.add_argument("--model", default=SMOLLM2, help="'smollm2' or a model folder")
+    parser.add_argument(
+        "--model",
+        default=SMOLLM2,
+        help=f"{SMOLLM2!r}, {OPENER!r} (the blind-spot studies' opener model) or a "
+        "model folder",
+    )
     parser.add_argument(
         "--arms",
         type=arm_list,
@@ -350,6 +358,12 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         help="leave heretic's response_prefix unset, so that heretic checks for a "
         "common prefix as it does for a user",
     )
+    parser.add_argument(
+        "--commit",
+        action="store_true",
+        help="commit the state to the current branch after every finished study and "
+        "every study's measurements, and the output folder at the end",
+    )
     options = parser.parse_args(arguments)
     fill_sizes(options, FULL, SMOKE)
     if options.teacher_forced_arm is not None:
@@ -408,6 +422,14 @@ def measured_tokens(options: argparse.Namespace) -> int:
     """The N at which every trial's teacher-forced KL is re-measured (3 unless an arm sets it)."""
     arm: Arm | None = getattr(options, "teacher_forced_arm", None)
     return 3 if arm is None or arm.kl_tokens is None else arm.kl_tokens
+
+
+def home_relative(path: Path) -> str:
+    """`path` with the home folder written as `~`, so that no user's folder is committed."""
+    try:
+        return str(Path("~") / path.resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def dataset(name: str, count: int) -> dict[str, str]:
@@ -884,6 +906,16 @@ class InLoopRun:
         self.work = {"studies": 0, "kl_measurements": 0, "damage_measurements": 0}
         #: Guards `work` against the threads that wait for heretic's processes.
         self.work_lock = threading.Lock()
+        #: Lets one thread at a time commit (a study may finish while the
+        #: measurements of another are committed).
+        self.commit_lock = threading.Lock()
+
+    def commit(self, paths: list[Path], message: str) -> None:
+        """Commits `paths` when `--commit` is given; a failure is logged, never raised."""
+        if not self.options.commit:
+            return
+        with self.commit_lock:
+            commit_paths(paths, message, log)
 
     def get_measurer(self) -> Measurer:
         """The in-process model, loaded on first use only."""
@@ -909,7 +941,7 @@ class InLoopRun:
         if run is None:
             run = {"configuration": configuration, "sessions": []}
         run["command"] = self.command
-        run["model_path"] = str(self.model_path)
+        run["model_path"] = home_relative(self.model_path)
         run["arms"] = sorted(
             set(run.get("arms", [])) | set(self.options.arms),
             key=list(ARMS).index,
@@ -953,6 +985,11 @@ class InLoopRun:
             write_json_atomically(self.state.study_path(arm.name, seed), study)
             with self.work_lock:
                 self.work["studies"] += 1
+            self.commit(
+                [self.state.study_path(arm.name, seed), self.state.run_path()],
+                f"In-loop study ({self.options.output_dir.name}): "
+                f"{study_key(arm.name, seed)} finished",
+            )
         return study
 
     def reusable(
@@ -1077,6 +1114,11 @@ class InLoopRun:
                 study = pending.result()
                 self.measure_kl(arm, seed, study)
                 self.measure_damage(arm, seed, study)
+                self.commit(
+                    [self.state.folder],
+                    f"In-loop study ({self.options.output_dir.name}): "
+                    f"{study_key(arm.name, seed)} measured",
+                )
 
 
 def main(arguments: list[str] | None = None) -> int:
@@ -1115,6 +1157,10 @@ def main(arguments: list[str] | None = None) -> int:
     )
     for path in paths:
         log(f"  {path}")
+    run.commit(
+        [options.output_dir],
+        f"In-loop study ({options.output_dir.name}): the report from the state",
+    )
     return 0
 
 

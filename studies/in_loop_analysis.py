@@ -118,36 +118,13 @@ def study_progress(
     for arm in arms:
         for seed in range(seeds):
             planned += 1
-            study = state.read_study(arm, seed)
-            if study is None:
-                unfinished.append(f"{arm} seed {seed}: heretic study")
+            parts = state.unfinished_parts(arm, seed)
+            unfinished += [f"{arm} seed {seed}: {text}" for text in parts.values()]
+            if "study" in parts:
                 continue
             finished += 1
-            kl = state.read_kl(arm, seed)["trials"]
-            if len(kl) == len(study["trials"]):
-                kl_done += 1
-            else:
-                unfinished.append(
-                    f"{arm} seed {seed}: KL of {len(study['trials']) - len(kl)} trials"
-                )
-            damage = state.read_damage(arm, seed)
-            selected = damage.get("selected")
-            missing = (
-                None
-                if selected is None
-                else [trial for trial in selected if str(trial) not in damage["trials"]]
-            )
-            if missing == []:
-                damage_done += 1
-            else:
-                unfinished.append(
-                    f"{arm} seed {seed}: damage "
-                    + (
-                        "not started"
-                        if missing is None
-                        else f"of {len(missing)} trials"
-                    )
-                )
+            kl_done += "kl" not in parts
+            damage_done += "damage" not in parts
     return {
         "planned_studies": planned,
         "finished_studies": finished,

@@ -85,3 +85,28 @@ class StudyState:
         """The damage measurements of a study so far (an empty record when none)."""
         value: dict[str, Any] | None = read_json(self.damage_path(arm, seed))
         return value if value is not None else {"trials": {}}
+
+    def unfinished_parts(self, arm: str, seed: int) -> dict[str, str]:
+        """
+        What of one study is not finished yet, by part ("study", "kl",
+        "damage"), each with a short description; empty when the study and
+        every measurement it needs are done.
+        """
+        study = self.read_study(arm, seed)
+        if study is None:
+            return {"study": "heretic study"}
+        parts: dict[str, str] = {}
+        kl = self.read_kl(arm, seed)["trials"]
+        if len(kl) != len(study["trials"]):
+            parts["kl"] = f"KL of {len(study['trials']) - len(kl)} trials"
+        damage = self.read_damage(arm, seed)
+        selected = damage.get("selected")
+        if selected is None:
+            parts["damage"] = "damage not started"
+        else:
+            missing = [
+                trial for trial in selected if str(trial) not in damage["trials"]
+            ]
+            if missing:
+                parts["damage"] = f"damage of {len(missing)} trials"
+        return parts

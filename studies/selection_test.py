@@ -27,7 +27,6 @@ the in-loop smoke sizes (CI: `tests/test_in_loop_smoke.py`).
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from itertools import combinations
@@ -42,10 +41,7 @@ from scipy.stats import t as student_t
 from studies import in_loop
 from studies.correlation_statistics import average_ranks, pearson
 from studies.in_loop_state import StudyState, read_json, write_json_atomically
-from studies.study_setup import resolve_model_path
-
-#: The repository's root folder.
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+from studies.study_setup import commit_paths, resolve_model_path
 
 #: The damage measures, larger is worse.
 DAMAGE_MEASURES = ("accuracy_drop", "nll_increase")
@@ -124,35 +120,6 @@ def selection_path(directory: Path, seed: int) -> Path:
     return directory / "selection" / f"damage-seed-{seed}.json"
 
 
-def commit(paths: list[Path], message: str) -> None:
-    """Commits only `paths`; a failure is retried and at worst logged."""
-    relative = [str(path.resolve().relative_to(REPOSITORY_ROOT)) for path in paths]
-    for attempt in range(5):
-        subprocess.run(
-            ["git", "-C", str(REPOSITORY_ROOT), "add", "--", *relative], check=False
-        )
-        completed = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(REPOSITORY_ROOT),
-                "commit",
-                "-q",
-                "-m",
-                message,
-                "--",
-                *relative,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if completed.returncode == 0 or "nothing to commit" in completed.stdout:
-            return
-        time.sleep(2 + 3 * attempt)
-    in_loop.log(f"could not commit {relative}: {completed.stderr.strip()}")
-
-
 def measure_missing(
     options: argparse.Namespace, in_loop_options: argparse.Namespace
 ) -> int:
@@ -194,9 +161,10 @@ def measure_missing(
             f"{values['nll_increase']:.4f} ({values['seconds']:.1f} s)"
         )
         if options.commit:
-            commit(
+            commit_paths(
                 [path],
                 f"Selection test: damage of in-loop trial {entry['key']} of seed {entry['seed']}",
+                in_loop.log,
             )
     return measured
 
@@ -427,7 +395,11 @@ def main(arguments: list[str] | None = None) -> int:
     (output / "analysis.json").write_text(json.dumps(result, indent=2) + "\n")
     (output / "summary.md").write_text(summary(result))
     if options.commit:
-        commit([output], "Selection test: analysis of the distinct in-loop trials")
+        commit_paths(
+            [output],
+            "Selection test: analysis of the distinct in-loop trials",
+            in_loop.log,
+        )
     in_loop.log(f"Wrote {output / 'summary.md'}")
     return 0
 

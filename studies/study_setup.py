@@ -10,6 +10,9 @@ bundled text files, and `Model.get_residuals_mean` for the refusal directions,
 which are computed exactly as heretic 1.4.0's `main.run` computes them.
 """
 
+import subprocess
+import time
+from collections.abc import Callable, Sequence
 from importlib.resources import files
 from pathlib import Path
 
@@ -21,25 +24,38 @@ from heretic.utils import Prompt, load_prompts
 from torch import Tensor
 
 from development.heretic_host import neutral_command_line
+from development.opener_model import prepare_opener_model
 from development.smollm2 import prepare_smollm2
+
+#: The repository's root folder.
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
 #: The `--model` value that selects the converted SmolLM2-135M-Instruct.
 SMOLLM2 = "smollm2"
+
+#: The `--model` value that selects the opener model of the blind-spot studies
+#: (SmolLM2 taught to open harmless answers with "Certainly! ",
+#: `development/opener_model.py`), built once per machine when missing.
+OPENER = "opener"
 
 
 def resolve_model_path(argument: str) -> Path:
     """
     Returns the model folder that `--model` names: "smollm2" (converted once per
-    machine by `development/smollm2.py`) or the path of a saved model folder.
+    machine by `development/smollm2.py`), "opener" (built once per machine by
+    `development/opener_model.py`) or the path of a saved model folder.
     """
     if argument == SMOLLM2:
         path: Path = prepare_smollm2()
         return path
+    if argument == OPENER:
+        opener_path: Path = prepare_opener_model()
+        return opener_path
     path = Path(argument).expanduser()
     if not (path / "config.json").is_file():
         raise ValueError(
             f"--model: {argument!r} is not a model folder with config.json; "
-            f"give a saved Hugging Face model folder or {SMOLLM2!r}."
+            f"give a saved Hugging Face model folder, {SMOLLM2!r} or {OPENER!r}."
         )
     return path
 
@@ -113,3 +129,54 @@ def refusal_directions(
         directions = directions - projection.unsqueeze(1) * harmless_directions
         directions = F.normalize(directions, p=2, dim=1)
     return directions
+
+
+def commit_paths(
+    paths: Sequence[Path], message: str, log: Callable[[str], None]
+) -> bool:
+    """
+    Commits exactly `paths` (files or folders) to the current branch of the git
+    repository that holds them, so that a long study's state survives the end of
+    a working stretch. A failure (another lane committing at the same moment)
+    is retried with a growing pause and at worst logged, never raised: the
+    state on disk stays valid and the next commit takes it along. Returns
+    whether the paths are committed (nothing new to commit counts as
+    committed).
+    """
+    absolute = [str(path.resolve()) for path in paths]
+    # git runs in the folder of the first path, so that a study whose output
+    # lies in another repository (a test's scratch repository) commits there.
+    folder = (
+        Path(absolute[0]) if Path(absolute[0]).is_dir() else Path(absolute[0]).parent
+    )
+    error = ""
+    for attempt in range(1, 6):
+        added = subprocess.run(
+            ["git", "-C", str(folder), "add", "--", *absolute],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        committed = subprocess.run(
+            ["git", "-C", str(folder), "commit", "-q", "-m", message, "--", *absolute],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if added.returncode == 0 and committed.returncode == 0:
+            return True
+        output = committed.stdout + committed.stderr
+        if "nothing to commit" in output or "no changes added" in output:
+            return True
+        status = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--", *absolute],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if status.returncode == 0 and not status.stdout.strip():
+            return True
+        error = (added.stderr + output).strip()
+        time.sleep(attempt * 2)
+    log(f"could not commit {', '.join(absolute)}: {error}")
+    return False

@@ -7,6 +7,9 @@ rule on constructed fronts, the tests over seeds, and the old rule
 reproducing docs/in-loop's published per-seed differences from its state.
 """
 
+import math
+import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +161,132 @@ def test_damage_references_of_a_later_session_may_differ_only_by_rounding() -> N
     )
     assert not same_references(recorded, {**recorded, "original_heldout_nll": 0.7016})
     assert not same_references(recorded, {**recorded, "kept_ids": ["b"]})
+
+
+def git(folder: Path, *arguments: str) -> str:
+    """Runs git in `folder` and returns its output."""
+    return subprocess.run(
+        ["git", "-C", str(folder), *arguments],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_commit_paths_commits_only_the_given_paths(tmp_path: Path) -> None:
+    from studies.study_setup import commit_paths
+
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "config", "user.name", "test")
+    git(tmp_path, "config", "user.email", "test@example.invalid")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "a.json").write_text("{}\n")
+    (tmp_path / "other.txt").write_text("not part of the state\n")
+    messages: list[str] = []
+    assert commit_paths([state], "state after 1", messages.append)
+    assert git(tmp_path, "log", "--format=%s").splitlines() == ["state after 1"]
+    assert git(tmp_path, "ls-files").splitlines() == ["state/a.json"]
+    # Nothing new counts as committed, without an empty commit.
+    assert commit_paths([state], "state after 1 again", messages.append)
+    assert len(git(tmp_path, "log", "--format=%s").splitlines()) == 1
+    assert messages == []
+
+
+def test_commit_paths_outside_a_repository_logs_and_returns_false(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studies import study_setup
+
+    # No pause between the retries, and no repository above the scratch folder.
+    monkeypatch.setattr(study_setup.time, "sleep", lambda seconds: None)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    (tmp_path / "a.json").write_text("{}\n")
+    messages: list[str] = []
+    assert not study_setup.commit_paths([tmp_path / "a.json"], "state", messages.append)
+    assert len(messages) == 1 and messages[0].startswith("could not commit")
+
+
+def test_the_run_record_writes_the_home_folder_as_a_tilde(tmp_path: Path) -> None:
+    from studies import in_loop
+
+    inside = Path.home() / "models" / "opener"
+    assert in_loop.home_relative(inside) == str(Path("~") / "models" / "opener")
+    outside = Path("/opt/models/opener")
+    if not outside.resolve().is_relative_to(Path.home().resolve()):
+        assert in_loop.home_relative(outside) == str(outside)
+
+
+def test_the_background_lane_runs_step_3_as_the_plan_fixes_it() -> None:
+    script = REPOSITORY_ROOT / "scripts" / "blind_spot_background.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text(encoding="utf-8")
+    body = text[text.index("in_loop_lane() {") :]
+    command = body[body.index("-m studies.in_loop") : body.index("|| return 1")]
+    arguments = shlex.split(command.replace("\\\n", " "))[2:]
+    from studies import in_loop
+
+    options = in_loop.parse_arguments(arguments)
+    # docs/blind-spot-plan.md: seeds 0 to 9, 30 trials of which 10 random, the
+    # opener model, heretic's own prefix check, and the arm that
+    # docs/blind-spot.md recorded from step 1 (N = 16, target 0.0038) against
+    # heretic's first-token KL at its default target.
+    assert (options.model, options.seeds, options.trials, options.startup_trials) == (
+        "opener",
+        10,
+        30,
+        10,
+    )
+    assert options.prefix_check and options.commit and not options.smoke
+    assert options.arms == ["first-token", "teacher-forced-16-target-0.0038"]
+    assert in_loop.ARMS["first-token"].kl_divergence_target == 0.01
+    assert in_loop.measured_tokens(options) == 16
+    recorded = (REPOSITORY_ROOT / "docs" / "blind-spot.md").read_text(encoding="utf-8")
+    assert "so N = 16" in recorded and "target is 0.0038" in recorded
+
+
+def test_the_power_figures_reproduce_the_plans_numbers() -> None:
+    from studies.blind_spot_in_loop_report import power, power_figures
+
+    # docs/blind-spot-plan.md: with a spread of 0.030 and 10 seeds, the 95 %
+    # t-interval's half-width is about 0.021 and one question of 64 is detected
+    # with a power of about 0.3.
+    (one_question, two_questions) = power_figures("accuracy_drop", 0.030, 5)
+    assert one_question["difference"] == 1 / 64
+    assert one_question["half_width_at_planned_seeds"] == pytest.approx(
+        0.0215, abs=5e-4
+    )
+    assert one_question["power_at_planned_seeds"] == pytest.approx(0.32, abs=0.03)
+    assert one_question["power_now"] < one_question["power_at_planned_seeds"]
+    assert (
+        two_questions["power_at_planned_seeds"] > one_question["power_at_planned_seeds"]
+    )
+    # No difference is "detected" at the test's level; no spread gives no power.
+    assert power(0.0, 0.030, 10) == pytest.approx(0.05, abs=1e-9)
+    assert math.isnan(power(0.01, 0.0, 10)) and math.isnan(power(0.01, 0.03, 1))
+
+
+def test_complete_seeds_need_both_arms_and_every_measurement(tmp_path: Path) -> None:
+    from studies.blind_spot_in_loop_report import complete_seeds
+    from studies.in_loop_state import StudyState, write_json_atomically
+
+    state = StudyState(tmp_path)
+    study = {"trials": [{"trial": 1}, {"trial": 2}]}
+    for arm in ("first-token", "teacher-forced-16"):
+        for seed in (0, 1, 2):
+            write_json_atomically(state.study_path(arm, seed), study)
+            write_json_atomically(
+                state.kl_path(arm, seed), {"trials": {"1": {}, "2": {}}}
+            )
+            write_json_atomically(
+                state.damage_path(arm, seed), {"selected": [2], "trials": {"2": {}}}
+            )
+    # Seed 1 lacks one KL measurement in one arm, seed 2 one damage measurement,
+    # seed 3 has no study at all.
+    write_json_atomically(state.kl_path("teacher-forced-16", 1), {"trials": {"1": {}}})
+    write_json_atomically(
+        state.damage_path("first-token", 2), {"selected": [1, 2], "trials": {"2": {}}}
+    )
+    assert complete_seeds(state, ["first-token", "teacher-forced-16"], 4) == [0]
+    assert state.unfinished_parts("teacher-forced-16", 1) == {"kl": "KL of 1 trials"}
+    assert state.unfinished_parts("first-token", 3) == {"study": "heretic study"}

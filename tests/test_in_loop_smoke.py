@@ -13,6 +13,7 @@ The analysis helpers are also checked on their own, without a model.
 
 import csv
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,14 @@ def smoke_run(
     from studies import in_loop
 
     folder = tmp_path_factory.mktemp("in-loop")
+    # The first run commits its state as the background lanes do, into a
+    # scratch repository that holds the output folder.
+    for command in (
+        ["init", "-q"],
+        ["config", "user.name", "test"],
+        ["config", "user.email", "test@example.invalid"],
+    ):
+        subprocess.run(["git", "-C", str(folder), *command], check=True)
     arguments = [
         "--smoke",
         "--model",
@@ -60,7 +69,19 @@ def smoke_run(
         str(folder / "work"),
     ]
     # Both arms' heretic studies run at once, as the full run's do.
-    assert in_loop.main([*arguments, "--workers", "2"]) == 0
+    assert in_loop.main([*arguments, "--workers", "2", "--commit"]) == 0
+    log = subprocess.run(
+        ["git", "-C", str(folder), "log", "--format=%s"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    unsaved = subprocess.run(
+        ["git", "-C", str(folder), "status", "--porcelain", "--", "output"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     state = folder / "output" / "state"
     first_state = {
         path.name: path.read_bytes()
@@ -83,7 +104,22 @@ def smoke_run(
         "rows": rows,
         "first_state": first_state,
         "second_state": second_state,
+        "commits": log,
+        "unsaved": unsaved,
     }
+
+
+@pytest.mark.smollm2
+def test_the_state_is_committed_as_it_comes(smoke_run: dict[str, Any]) -> None:
+    # Newest first: the report at the end, and before it, for each study, its
+    # finish (committed by the thread that ran it) and its measurements.
+    commits = smoke_run["commits"]
+    assert commits[0] == "In-loop study (output): the report from the state"
+    for arm in ARMS:
+        assert f"In-loop study (output): {arm}-seed-0 finished" in commits
+        assert f"In-loop study (output): {arm}-seed-0 measured" in commits
+    # Nothing the run wrote is left uncommitted.
+    assert smoke_run["unsaved"] == ""
 
 
 @pytest.mark.smollm2
@@ -415,3 +451,23 @@ def test_the_selection_test_measures_every_distinct_trial_once(
     # A second run measures nothing again.
     assert selection_test.main([*arguments, "--bootstrap", "50"]) == 0
     assert [path.read_bytes() for path in measured] == before
+
+
+@pytest.mark.smollm2
+def test_the_plan_report_stays_partial_before_ten_seeds(
+    smoke_run: dict[str, Any],
+) -> None:
+    from studies import blind_spot_in_loop_report
+
+    assert (
+        blind_spot_in_loop_report.main(["--output-dir", str(smoke_run["output"])]) == 0
+    )
+    text = (smoke_run["output"] / "plan.md").read_text(encoding="utf-8")
+    result = json.loads((smoke_run["output"] / "plan.json").read_text(encoding="utf-8"))
+    assert "**PARTIAL: 1 of 10 seeds complete.**" in text
+    assert result["partial"] and result["complete_seeds"] == [0]
+    assert result["arm"] == "teacher-forced-3"
+    # One seed gives a per-seed difference at most, but no interval and no test.
+    primary = result["comparisons"]["plan"]["accuracy_drop"]
+    assert primary["seeds"] + len(primary["seeds_without_matched_counts"]) == 1
+    assert "mean" not in primary
