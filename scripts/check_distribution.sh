@@ -8,8 +8,10 @@
 # contents, installs the wheel into a fresh virtual environment, and runs
 # `heretic-kl --version`, `heretic-kl --help`, `heretic-kl --print-config` and
 # the README's library example (on SmolLM2-135M-Instruct, prepared as the
-# tests prepare it) from there, outside the repository. CI (`.ci/run`) runs it
-# after the tests.
+# tests prepare it; the only run of the example in CI, checked by
+# `development/readme_example.py --check`) from there, outside the repository,
+# in a folder whose config.toml, environment and command line heretic would
+# reject. CI (`.ci/run`) runs it after the tests.
 #
 # Everything lives in a temporary folder that is removed at the end; set
 # KEEP_DISTRIBUTION_CHECK=1 to keep it. The build tools (build, twine, uv)
@@ -177,9 +179,19 @@ assert "site-packages" in heretic_teacher_forced_kl.__file__, (
     heretic_teacher_forced_kl.__file__
 )
 PYTHON
-HERETIC_KL_EXAMPLE_MODEL="$model" "$work/venv/bin/python" readme_example.py </dev/null \
-    | tee example.txt | tail -n 3
-grep -q "^After reset_model: 0$" example.txt
+# Run from a folder that heretic's own settings would reject three ways (a
+# config.toml with a bad value, a bad HERETIC_ setting, a flag heretic does not
+# know): the example's settings must ignore all three, as the README says.
+mkdir hostile
+cp readme_example.py hostile/
+printf 'n_trials = "not a number"\n' > hostile/config.toml
+(
+    cd hostile
+    HERETIC_KL_EXAMPLE_MODEL="$model" HERETIC_BATCH_SIZE="not a number" \
+        "$work/venv/bin/python" readme_example.py --flag-heretic-does-not-know </dev/null \
+        | tee ../example.txt | tail -n 3
+)
+(cd "$repository" && python3 -m development.readme_example --check "$work/run/example.txt")
 
 cd "$repository"
 step "The distribution check passed"

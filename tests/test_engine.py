@@ -12,6 +12,7 @@ tolerance is derived from float64's precision and the size of the sums
 """
 
 import copy
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,15 +58,39 @@ def original_model(model: Model) -> None:
     model.reset_model()
 
 
-def engine_for(
+def build_engine(
     model: Model, kl_tokens: int = KL_TOKENS, batch_size: int = 3
 ) -> TeacherForcedKLEngine:
-    """An engine whose reference was built from `model` as it is now."""
+    """A new engine whose reference was built from `model` as it is now."""
     engine = TeacherForcedKLEngine(
         kl_tokens=kl_tokens, batch_size=batch_size, log=lambda _: None
     )
     engine.build_reference(model, prompts())
     return engine
+
+
+#: The engines built from each test model while it was the original, by the
+#: number of tokens, the batch size and the torch thread count they were built
+#: with. A reference depends on nothing else, and scoring leaves an engine as it
+#: was, so the tests of one model share them instead of generating the same
+#: reference again (most of this module's time on SmolLM2).
+SHARED_ENGINES: weakref.WeakKeyDictionary[
+    Model, dict[tuple[int, int, int], TeacherForcedKLEngine]
+] = weakref.WeakKeyDictionary()
+
+
+def engine_for(
+    model: Model, kl_tokens: int = KL_TOKENS, batch_size: int = 3
+) -> TeacherForcedKLEngine:
+    """
+    An engine whose reference was built from the original `model` (every test
+    starts from it, `original_model`), shared by the tests of that model.
+    """
+    engines = SHARED_ENGINES.setdefault(model, {})
+    key = (kl_tokens, batch_size, torch.get_num_threads())
+    if key not in engines:
+        engines[key] = build_engine(model, kl_tokens, batch_size)
+    return engines[key]
 
 
 def formatted_prompt_ids(model: Model, user: str) -> torch.Tensor:
@@ -222,14 +247,15 @@ def test_reference_ending_early_is_masked_after_end_of_sequence(
     tiny_llama_path: Path,
 ) -> None:
     model = heretic_model(tiny_llama_path, batch_size=3, dtypes=["float64"])
-    probe = engine_for(model)
+    # Fresh engines: the second is built after the end-of-sequence change.
+    probe = build_engine(model)
     # Declare the second reference token of the first prompt an end-of-sequence
     # token: that prompt's reference now ends after two tokens.
     end_token = int(probe.measure(model.model).targets[0, 1])
     generation_config = model.model.generation_config
     generation_config.eos_token_id = [generation_config.eos_token_id, end_token]
 
-    engine = engine_for(model)
+    engine = build_engine(model)
     measurement = engine.measure(model.model)
     assert measurement.counted[0].tolist() == [True, True, False, False, False]
     assert measurement.targets[0, 1] == end_token

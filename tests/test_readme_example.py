@@ -2,22 +2,24 @@
 # Copyright (C) 2026  heretic-teacher-forced-kl contributors
 
 """
-The README's library example, extracted from README.md and run as a program
-on the tiny random Llama, the way a reader would run it: from a folder whose
-`config.toml` and command line heretic would reject, which the example's
-settings must ignore. `scripts/check_distribution.sh` runs the same block on
-SmolLM2 from the installed wheel.
+The README's library example, extracted from README.md, and the check of
+what it prints. CI runs the example once, in `scripts/check_distribution.sh`:
+from the installed wheel, on SmolLM2, in a folder whose `config.toml`,
+environment and command line heretic would reject; these tests check the
+extraction and that the output check catches each way the output can be
+wrong.
 """
 
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from development.readme_example import MODEL_VARIABLE, readme_example
+from development.readme_example import (
+    MODEL_VARIABLE,
+    PRINTED_RELATIVE_TOLERANCE,
+    check_output,
+    readme_example,
+)
 
 
 def test_readme_has_one_python_block_in_the_library_section() -> None:
@@ -37,47 +39,38 @@ def test_extraction_fails_without_the_block(tmp_path: Path) -> None:
         readme_example(readme)
 
 
-@pytest.mark.end_to_end
-def test_readme_example_runs_and_measures(
-    tmp_path: Path, tiny_llama_path: Path
+#: What the example printed on SmolLM2 (scripts/check_distribution.sh).
+GOOD_OUTPUT = """Teacher-forced KL: 0.01234 (per position: 0.02468 · 0.008 · 0.004)
+First-token KL (heretic's measure): 0.02469
+After reset_model: 0
+"""
+
+
+def test_the_example_output_check_accepts_a_right_run() -> None:
+    assert check_output(GOOD_OUTPUT) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("After reset_model: 0", "After reset_model: 1e-07", "after reset_model"),
+        ("0.02469", "0.02500", "is not the first position"),
+        (" · 0.004", "", "2 positions printed"),
+        ("0.008", "0", "left a KL of 0"),
+        ("After reset_model: 0\n", "", "did not print"),
+    ],
+)
+def test_the_example_output_check_names_each_problem(
+    old: str, new: str, problem: str
 ) -> None:
-    script = tmp_path / "readme_example.py"
-    script.write_text(readme_example(), encoding="utf-8")
-    # heretic's own settings would fail on each of these.
-    (tmp_path / "config.toml").write_text('n_trials = "not a number"\n')
-    environment = {
-        **os.environ,
-        MODEL_VARIABLE: str(tiny_llama_path),
-        "HERETIC_BATCH_SIZE": "not a number",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    result = subprocess.run(
-        [sys.executable, str(script), "--flag-heretic-does-not-know"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=600,
-        env=environment,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (found,) = check_output(GOOD_OUTPUT.replace(old, new))
+    assert problem in found
 
-    number = r"([-+\d.eE]+|nan|inf)"
-    mean, per_position = re.search(
-        rf"Teacher-forced KL: {number} \(per position: ([^)]*)\)", result.stdout
-    ).groups()
-    positions = [float(value) for value in per_position.split(" · ")]
-    (first_token,) = re.search(
-        rf"First-token KL \(heretic's measure\): {number}", result.stdout
-    ).groups()
-    (after_reset,) = re.search(rf"After reset_model: {number}", result.stdout).groups()
 
-    # The abliteration changed the model, at every one of the 3 positions.
-    assert len(positions) == 3
-    assert float(mean) > 0
-    assert all(value > 0 for value in positions)
-    # The first position is heretic's first-token KL.
-    assert float(first_token) == pytest.approx(positions[0], rel=1e-3)
-    # The original model again: exactly 0.
-    assert float(after_reset) == 0.0
+def test_the_printed_tolerance_covers_rounding_to_four_digits() -> None:
+    # The worst case of two values rounded to 4 significant digits: one just
+    # below a rounding boundary, the other just above it.
+    value = 1.0005
+    first, second = float(f"{value - 1e-9:.4g}"), float(f"{value + 1e-9:.4g}")
+    assert first != second
+    assert abs(first - second) / second < PRINTED_RELATIVE_TOLERANCE

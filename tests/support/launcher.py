@@ -47,11 +47,15 @@ def run_in_process(
         with redirect_stdout(output), redirect_stderr(errors):
             try:
                 status = main(list(arguments))
-            except SystemExit:
-                # argparse and heretic end some runs with `sys.exit`.
-                status = (
-                    exit.code if isinstance(exit.code, int) else int(bool(exit.code))
-                )
+            except SystemExit as raised:
+                # argparse and heretic end some runs with `sys.exit`; a message
+                # given to it is printed to standard error with status 1, as
+                # Python does at the end of a process.
+                if raised.code is None or isinstance(raised.code, int):
+                    status = raised.code or 0
+                else:
+                    print(raised.code, file=sys.stderr)
+                    status = 1
     return subprocess.CompletedProcess(
         ["heretic-kl", *arguments], status, output.getvalue(), errors.getvalue()
     )
