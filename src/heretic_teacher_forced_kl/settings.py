@@ -106,6 +106,11 @@ class TeacherForcedKLSettings(BaseModel):
     )
 
 
+#: The scorer settings that define a study's numbers: a study keeps them from
+#: its first trial to its last, on both hosts, and refuses to continue with
+#: others (the batch size and the reference storage change only how fast).
+MEASURE_FIELDS = ("prompts", "kl_tokens", "position_weight_decay")
+
 #: heretic's settings file, which holds the scorer's table.
 CONFIG_FILE = "config.toml"
 

@@ -55,7 +55,7 @@ from ..names import (
     TEACHER_FORCED_KL_PLUGIN,
 )
 from ..prompts import prompt_file_digest
-from ..settings import TeacherForcedKLSettings, validate_settings
+from ..settings import MEASURE_FIELDS, TeacherForcedKLSettings, validate_settings
 from .checkpoint import Study, checkpoint_file, read_study
 from .saving import SavePlan, numbers
 from .settings_sources import (
@@ -70,9 +70,6 @@ STUDY_RECORD = "heretic_teacher_forced_kl"
 
 #: heretic's settings that steer one run, which are never saved with a study.
 NOT_SAVED = ("checkpoint_action", "trial_index", "model_action", "n_additional_trials")
-
-#: The scorer settings that define a study's numbers, kept for the whole study.
-MEASURE_FIELDS = ("prompts", "kl_tokens", "position_weight_decay")
 
 
 def host_settings(

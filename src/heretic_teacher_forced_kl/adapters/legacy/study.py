@@ -39,14 +39,11 @@ from ...console import say
 from ...errors import UsageError, describe_validation_error
 from ...names import BUILT_IN_KL_NAME, TEACHER_FORCED_KL_NAME
 from ...prompts import prompt_file_digest
-from ...settings import TeacherForcedKLSettings
+from ...settings import MEASURE_FIELDS, TeacherForcedKLSettings
 from .menus import CHECKPOINT_QUESTION
 
 #: The study's user attribute that holds its measure.
 STUDY_ATTRIBUTE = "heretic_teacher_forced_kl_measure"
-
-#: The scorer settings that define the numbers, kept for the whole study.
-MEASURE_FIELDS = ("prompts", "kl_tokens", "position_weight_decay")
 
 #: The name of the 1.4.0 prompts that the scorer uses unless `prompts` is set.
 EVALUATION_PROMPTS = "good_evaluation_prompts"
