@@ -432,6 +432,25 @@ def home_relative(path: Path) -> str:
         return str(path)
 
 
+def portable_dataset(value: Any) -> Any:
+    """
+    A setting as the study's record keeps it: a dataset specification of a
+    bundled prompt file names the file inside the package
+    (`heretic_teacher_forced_kl/data/prompts/...`), not where this machine keeps
+    it; every other value is kept as it is.
+    """
+    if not (isinstance(value, dict) and "dataset" in value):
+        return value
+    package = bundled_data_path("prompts", "harmless_directions.txt").parents[2]
+    try:
+        relative = (
+            Path(value["dataset"]).resolve().relative_to(package.parent.resolve())
+        )
+    except ValueError:
+        return value
+    return {**value, "dataset": relative.as_posix()}
+
+
 def dataset(name: str, count: int) -> dict[str, str]:
     """A heretic dataset specification of the first `count` lines of a bundled prompt file."""
     return {
@@ -625,7 +644,7 @@ def run_heretic(
             ["heretic-kl", *arm.launcher_options(), "--non-interactive", "MODEL"]
         ),
         "config": {
-            key: value
+            key: portable_dataset(value)
             for key, value in values.items()
             if key not in ("model", "study_checkpoint_dir")
         },

@@ -471,3 +471,23 @@ def test_the_plan_report_stays_partial_before_ten_seeds(
     primary = result["comparisons"]["plan"]["accuracy_drop"]
     assert primary["seeds"] + len(primary["seeds_without_matched_counts"]) == 1
     assert "mean" not in primary
+
+
+@pytest.mark.smollm2
+def test_the_study_records_name_no_folder_of_this_machine(
+    smoke_run: dict[str, Any],
+) -> None:
+    state = smoke_run["output"] / "state"
+    for arm in ARMS:
+        study = json.loads((state / f"study-{arm}-seed-0.json").read_text())
+        datasets = [
+            value["dataset"]
+            for value in study["config"].values()
+            if isinstance(value, dict) and "dataset" in value
+        ]
+        assert len(datasets) == 4
+        for dataset in datasets:
+            assert dataset.startswith("heretic_teacher_forced_kl/data/prompts/")
+    run = json.loads((state / "run.json").read_text())
+    home = str(Path.home())
+    assert not run["model_path"].startswith(home + "/")
