@@ -59,6 +59,8 @@ ARM_COLORS = {
     "first-token": "tab:blue",
     "teacher-forced-3": "tab:orange",
     "teacher-forced-3-unscaled": "tab:green",
+    # The teacher-forced arm of the blind-spot studies (docs/blind-spot-plan.md).
+    "teacher-forced-16-target-0.0038": "tab:orange",
 }
 
 
@@ -286,14 +288,15 @@ def goodhart_table(goodhart: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def kl_shape_table(kl_shape: dict[str, Any]) -> list[str]:
-    """The KL shape check's ratios per arm."""
+def kl_shape_table(kl_shape: dict[str, Any], tokens: int) -> list[str]:
+    """The KL shape check's ratios per arm, at the re-measured N of `tokens`."""
     if not kl_shape["arms"]:
         return ["No trial has both KL measures yet.", ""]
     lines = [
-        "Ratio of teacher-forced KL (N = 3) to first-token KL of every re-measured "
-        "trial: its median over the random startup trials (the same models in every "
-        "arm of a seed) and over the guided (TPE) trials; per seed, the guided median "
+        f"Ratio of teacher-forced KL (N = {tokens}) to first-token KL of every "
+        "re-measured trial: its median over the random startup trials (the same "
+        "models in every arm of a seed) and over the guided (TPE) trials; per seed, "
+        "the guided median "
         "minus the startup median, averaged over seeds with a 95% bootstrap interval. "
         "A search that finds models whose later positions diverge more than the first "
         "raises the ratio of its guided trials. The ratio also changes with the amount "
@@ -456,7 +459,12 @@ def summary_markdown(
         *goodhart_table(analysis["goodhart"]),
         "## KL shape: do the searches move damage past the first token?",
         "",
-        *kl_shape_table(analysis["kl_shape"]),
+        # Runs from before `--teacher-forced-arm` re-measured at N = 3 and
+        # recorded no N.
+        *kl_shape_table(
+            analysis["kl_shape"],
+            configuration.get("measured_teacher_forced_tokens", 3),
+        ),
         "## Checks",
         "",
     ]

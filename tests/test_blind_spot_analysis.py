@@ -290,3 +290,23 @@ def test_complete_seeds_need_both_arms_and_every_measurement(tmp_path: Path) -> 
     assert complete_seeds(state, ["first-token", "teacher-forced-16"], 4) == [0]
     assert state.unfinished_parts("teacher-forced-16", 1) == {"kl": "KL of 1 trials"}
     assert state.unfinished_parts("first-token", 3) == {"study": "heretic study"}
+
+
+def test_the_kl_shape_table_names_the_re_measured_n() -> None:
+    from studies.in_loop_report import kl_shape_table
+
+    kl_shape = {
+        "arms": [
+            {
+                "arm": "teacher-forced-16-target-0.0038",
+                "seeds": [0],
+                "median_ratio_startup": 0.4,
+                "median_ratio_guided": 0.5,
+                "mean_difference": {"mean": 0.1, "low": 0.0, "high": 0.2},
+            }
+        ],
+        "trials": 30,
+        "spearman_first_token_teacher_forced": 0.9,
+    }
+    text = "\n".join(kl_shape_table(kl_shape, 16))
+    assert "teacher-forced KL (N = 16)" in text and "N = 3" not in text
