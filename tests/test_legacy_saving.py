@@ -134,10 +134,15 @@ def test_failed_and_interrupted_saves_are_never_reported_as_saved(
 
 
 #: A driver that runs the launcher with a tokenizer save that waits to be interrupted.
+# The driver gives Ctrl+C its terminal behaviour first: a process started in
+# the background by a shell without job control (`command &` in a script)
+# inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
 SLOW_SAVE_DRIVER = """
-import sys, time
+import signal, sys, time
 from transformers import PreTrainedTokenizerBase
 from heretic_teacher_forced_kl.cli.main import main
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def slow_save(*_, **__):
     print("TOKENIZER SAVE BEGINS", flush=True)
