@@ -133,10 +133,10 @@ def test_failed_and_interrupted_saves_are_never_reported_as_saved(
     assert "already holds files" in capsys.readouterr().out
 
 
-#: A driver that runs the launcher with a tokenizer save that waits to be interrupted.
 # The driver gives Ctrl+C its terminal behaviour first: a process started in
 # the background by a shell without job control (`command &` in a script)
 # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+#: A driver that runs the launcher with a tokenizer save that waits to be interrupted.
 SLOW_SAVE_DRIVER = """
 import signal, sys, time
 from transformers import PreTrainedTokenizerBase
